@@ -1,0 +1,214 @@
+"""A fold of an experiment, end to end: data -> train -> test -> results.json.
+
+Run folders (built from the settings, so they are predictable and never collide):
+
+    runs/<scale>/<method>[-<variant>]/fold<K>/
+        config.json                 every knob, written before the first iteration
+        <view>_coarse/, <view>_fine/    (stepwise)  checkpoint_*.pt, loss.csv
+        <view>/                          (rstn)      checkpoint_*.pt, loss.csv
+        train.json                  seconds and iterations per net
+        test/results.json           per-case rows of the papers' tables, timings
+        test/probs/<case>.npz       final probability map as uint8 (0..255)
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .io import atomic_savez, atomic_write_json
+
+__all__ = ["dataset_root", "fold_cases", "run_dir", "training_slices", "train_fold",
+           "test_fold", "main_job", "variant_name", "load_method"]
+
+
+def dataset_root(cfg: Config, progress: bool = True) -> Path:
+    """The data set of a run: `cfg.data_root`, or the phantom of the scale (written if absent)."""
+    if cfg.data_root:
+        root = Path(cfg.data_root)
+        if not root.exists():
+            raise FileNotFoundError(f"data root {root} not found; check --data, or drop it to "
+                                    "use the phantom.")
+        return root
+    from .data.phantom import write_dataset
+    root = Path("data") / f"phantom_{cfg.scale}"
+    if not (root / "dataset.json").is_file() or _n_images(root) < cfg.n_cases:
+        write_dataset(root, cfg.phantom, cfg.n_cases, cfg.seed, progress=progress)
+    return root
+
+
+def _n_images(root: Path) -> int:
+    return len(list((root / "imagesTr").glob("*.nii.gz")))
+
+
+def fold_cases(cfg: Config, fold: int, progress: bool = True):
+    """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids."""
+    from .data import fold_split, list_cases
+    refs = list_cases(dataset_root(cfg, progress))
+    refs = [r for r in refs if r.label is not None]
+    if cfg.data_root is None:
+        refs = refs[:cfg.n_cases]
+    by_id = {r.id: r for r in refs}
+    train_ids, test_ids = fold_split(sorted(by_id), fold, cfg.folds)
+    return [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
+
+
+def variant_name(cfg: Config) -> str:
+    r = cfg.rstn
+    return f"{'two-layer ' if r.layers == 2 else ''}{r.kernel_size}x{r.kernel_size}"
+
+
+def run_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:
+    name = method + (f"-{tag}" if tag else "")
+    return Path(cfg.run_root) / cfg.scale / name / f"fold{fold}"
+
+
+def _check_config(cfg: Config, folder: Path):
+    """config.json is written before step 1; a folder made with other settings is refused."""
+    path = folder / "config.json"
+    mine = {k: v for k, v in cfg.to_dict().items() if k not in ("device",)}
+    if path.is_file():
+        old = {k: v for k, v in json.loads(path.read_text()).items() if k != "device"}
+        if old != mine:
+            diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
+            raise FileExistsError(f"{folder} was made with other settings ({', '.join(diff)}); "
+                                  "use another --runs folder or delete it.")
+    else:
+        atomic_write_json(path, cfg.to_dict())
+
+
+def _case_views(cfg: Config, ref, cache):
+    """Per view: (N, H, W) uint8 windowed slices and the binary target, view axis first."""
+    return cache.views(ref, cfg.target)
+
+
+def training_slices(cfg: Config, refs, view: str, cache):
+    from .slices import SliceSet
+    imgs, labs = [], []
+    for r in refs:
+        v = _case_views(cfg, r, cache)[view]
+        imgs.append(np.asarray(v[0]))
+        labs.append(np.asarray(v[1]))
+    return SliceSet(imgs, labs, cfg.train.drop_smallest)
+
+
+def _cache(cfg: Config):
+    from .data import CaseCache
+    return CaseCache(Path("data") / "cache")
+
+
+def _set_threads(cfg: Config):
+    import torch
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+
+
+def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, progress=True,
+               tag: str = "") -> dict:
+    """Train the nets of one fold: stepwise = 3 views x (coarse, fine); rstn = one RSTN per
+    view, started from the stepwise nets of the same fold (trained first if missing)."""
+    from .rstn import train_rstn
+    from .stepwise import train_coarse, train_fine
+    _set_threads(cfg)
+    train_refs, _ = fold_cases(cfg, fold, progress)
+    cache = _cache(cfg)
+    views = views or list(cfg.views)
+    out = run_dir(cfg, method, fold, tag)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_config(cfg, out)
+    stats = {}
+    stepwise_dir = run_dir(cfg, "stepwise", fold)
+    if method == "rstn" and cfg.rstn.from_stepwise:
+        if not all((stepwise_dir / f"{v}_{k}" / "checkpoint_final.pt").is_file()
+                   for v in views for k in ("coarse", "fine")):
+            stats.update({f"stepwise/{k}": s for k, s in
+                          train_fold(cfg, "stepwise", fold, views, resume, progress).items()})
+    for v in views:
+        slices = training_slices(cfg, train_refs, v, cache)
+        if method == "stepwise":
+            _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
+                                                   progress)
+            _, stats[f"{v}_fine"] = train_fine(cfg, slices, out / f"{v}_fine", resume, progress)
+        elif method == "rstn":
+            init = stepwise_dir if cfg.rstn.from_stepwise else None
+            _, stats[v] = train_rstn(cfg, slices, out / v, init, resume, progress)
+        else:
+            raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
+    summary = {k: {kk: vv for kk, vv in s.items() if kk != "losses"} for k, s in stats.items()}
+    old = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
+    atomic_write_json(out / "train.json", {**old, **summary})
+    return stats
+
+
+def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=None):
+    from .rstn import load_rstn
+    from .stepwise import load_stepwise
+    folder = run_dir(cfg, method, fold, tag)
+    if method == "stepwise":
+        return load_stepwise(cfg, folder)
+    return load_rstn(cfg, folder, slice_sizes)
+
+
+def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "") -> dict:
+    """Evaluate one fold's test cases with all rounds; write test/results.json (+ probs)."""
+    from tqdm.auto import tqdm
+
+    from .data import load_case, target_mask
+    from .evaluate import evaluate_rstn_case, evaluate_stepwise_case
+    _set_threads(cfg)
+    _, test_refs = fold_cases(cfg, fold, progress)
+    folder = run_dir(cfg, method, fold, tag)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no trained run in {folder}; run `rstn train --method {method} "
+                                f"--fold {fold} --scale {cfg.scale}` first.")
+    rows, times = [], []
+    models = None
+    for ref in tqdm(test_refs, desc=f"test {method} fold {fold}", disable=not progress):
+        case = load_case(ref.image, ref.label)
+        label = target_mask(case, cfg.target)
+        if models is None:
+            sizes = {v: max(np.moveaxis(case.image, a, 0).shape[1:])
+                     for v, a in zip(("coronal", "sagittal", "axial"), range(3))}
+            models = load_method(cfg, method, fold, tag, sizes)
+        t0 = time.perf_counter()
+        if method == "stepwise":
+            row, res = evaluate_stepwise_case(case.image, label, models, cfg.test.T)
+            t_stop = row["stop"]["0.95"]["iterations"]
+            final = np.mean([res.masks[t_stop]], 0)
+        else:
+            row, res = evaluate_rstn_case(case.image, label, models, cfg.test.T)
+            final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
+        times.append(time.perf_counter() - t0)
+        atomic_savez(folder / "test" / "probs" / f"{ref.id}.npz",
+                     prob=np.round(final * 255).astype(np.uint8))
+        rows.append({"id": ref.id, **row})
+    res = {"method": method, "fold": fold, "scale": cfg.scale, "target": cfg.target,
+           "variant": variant_name(cfg) if method == "rstn" else "",
+           "cases": rows, "seconds_per_case": float(np.mean(times)) if times else 0.0,
+           "config": cfg.to_dict()}
+    path = atomic_write_json(folder / "test" / "results.json", res)
+    res["path"] = str(path)
+    return res
+
+
+def main_job(cfg: Config, methods=("stepwise",), folds=(0,), progress=True) -> str:
+    """The README's first command: phantom -> train -> test -> the table, with timings."""
+    from .report import fold_table, report
+    t0 = time.perf_counter()
+    root = dataset_root(cfg, progress)
+    print(f"data: {root} ({_n_images(root)} cases)")
+    for method in methods:
+        for fold in folds:
+            t1 = time.perf_counter()
+            train_fold(cfg, method, fold, progress=progress)
+            res = test_fold(cfg, method, fold, progress=progress)
+            print(f"\n{fold_table(res)}\n({method} fold {fold}: "
+                  f"{time.perf_counter() - t1:.0f} s train + test)")
+    text = report(cfg.run_root, scale=cfg.scale, book_path=None)
+    out = Path(cfg.run_root) / cfg.scale
+    print(f"\nall done in {time.perf_counter() - t0:.0f} s. Runs, checkpoints, loss curves and "
+          f"results: {out}/  (tables: `rstn report --runs {cfg.run_root}`)")
+    return text

@@ -1,0 +1,168 @@
+"""The papers' tables from fold results: MICCAI Algorithm 1 table, CVPR Table 1, convergence,
+paired comparison, joint vs stepwise coarse nets, oracles. `rstn report` prints them and writes
+the book's results page (book/results_generated.md)."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write_text
+from .metrics import format_summary, paired_comparison, summarize
+
+__all__ = ["collect", "miccai_table", "rstn_table", "convergence_table", "comparison_table",
+           "fold_table", "report"]
+
+ROUNDS = (1, 2, 3, 5, 10)
+
+
+def collect(runs_root, scale: str | None = None) -> dict:
+    """{(scale, method, variant): [case rows with "fold" and "id"]} from every results.json."""
+    out = defaultdict(list)
+    for path in sorted(Path(runs_root).glob("*/*/fold*/test/results.json")):
+        res = json.loads(path.read_text())
+        if scale and res["scale"] != scale:
+            continue
+        for row in res["cases"]:
+            out[(res["scale"], res["method"], res.get("variant", ""))].append(
+                dict(row, fold=res["fold"], seconds_per_case=res.get("seconds_per_case")))
+    return dict(out)
+
+
+def _row(name, values, iters=None):
+    s = summarize(values)
+    it = "–" if iters is None else (f"{np.mean(iters):.2f} ± {np.std(iters, ddof=1):.2f}"
+                                    if len(iters) > 1 else f"{iters[0]}")
+    return f"| {name} | {format_summary(s)} | {it} | {100 * s['max']:.2f} | {100 * s['min']:.2f} |"
+
+
+HEAD = "| condition | mean DSC (%) | # iterations | max | min |\n|---|---|---|---|---|"
+
+
+def miccai_table(rows: list, strict: bool = True) -> str:
+    """MICCAI 2017 Table (Algorithm 1): coarse, after t rounds, d(t) > R, best, oracle."""
+    T = len(rows[0]["after"])
+    lines = [HEAD, _row("coarse (fused)", [r["coarse"] for r in rows])]
+    for t in ROUNDS:
+        if t <= T:
+            lines.append(_row(f"after {t} iteration{'s' if t > 1 else ''}",
+                              [r["after"][t - 1] for r in rows], [t]))
+    op = ">" if strict else "≥"
+    for R in ("0.90", "0.95", "0.99"):
+        lines.append(_row(f"d(t) {op} {R}", [r["stop"][R]["dsc"] for r in rows],
+                          [r["stop"][R]["iterations"] for r in rows]))
+    lines.append(_row("best among all iterations", [r["stop"]["best"]["dsc"] for r in rows],
+                      [r["stop"]["best"]["iterations"] for r in rows]))
+    lines.append(_row("oracle bounding box", [r["oracle"] for r in rows]))
+    if "oracle_weak" in rows[0]:
+        lines.append(_row("weak oracle (GT box, predicted weights)",
+                          [r["oracle_weak"] for r in rows]))
+    return "\n".join(lines)
+
+
+def _views_and_pp(rows) -> str:
+    views = rows[0]["coarse_views"]
+    lines = ["| coarse net | mean DSC (%) |", "|---|---|"]
+    for v in views:
+        lines.append(f"| {v} | {format_summary(summarize([r['coarse_views'][v] for r in rows]))} |")
+    lines.append(f"| fused | {format_summary(summarize([r['coarse'] for r in rows]))} |")
+    lines.append(f"| fused + large components | "
+                 f"{format_summary(summarize([r['coarse_components'] for r in rows]))} |")
+    lines.append(f"| fine (stop rule) + large components | "
+                 f"{format_summary(summarize([r['fine_components'] for r in rows]))} |")
+    return "\n".join(lines)
+
+
+def rstn_table(groups: dict) -> str:
+    """CVPR Table 1: one row per variant run (stop at thr 0.99 and 0.95)."""
+    lines = ["| variant | mean DSC (%), thr 0.95 | thr 0.99 | max | min |", "|---|---|---|---|---|"]
+    for name, rows in groups.items():
+        v99 = [r["stop"]["0.99"]["dsc"] for r in rows]
+        s = summarize(v99)
+        lines.append(f"| {name} | {format_summary(summarize([r['stop']['0.95']['dsc'] for r in rows]))}"
+                     f" | {format_summary(s)} | {100 * s['max']:.2f} | {100 * s['min']:.2f} |")
+    return "\n".join(lines)
+
+
+def convergence_table(groups: dict) -> str:
+    """Mean d(t) after 1, 2, 3, 5, 10 rounds; rounds to reach 0.95 / 0.99; cases converged."""
+    lines = ["| method | " + " | ".join(f"d({t})" for t in ROUNDS) +
+             " | rounds to 0.95 | rounds to 0.99 | converged at 0.99 |",
+             "|---|" + "---|" * (len(ROUNDS) + 3)]
+    for name, rows in groups.items():
+        T = len(rows[0]["d"])
+        ds = [f"{np.mean([r['d'][t - 1] for r in rows]):.4f}" if t <= T else "–" for t in ROUNDS]
+        conv = sum(any(x >= 0.99 for x in r["d"]) for r in rows)
+        lines.append(f"| {name} | " + " | ".join(ds) +
+                     f" | {np.mean([r['stop']['0.95']['iterations'] for r in rows]):.2f}"
+                     f" | {np.mean([r['stop']['0.99']['iterations'] for r in rows]):.2f}"
+                     f" | {conv}/{len(rows)} |")
+    return "\n".join(lines)
+
+
+def comparison_table(a_rows, b_rows, a_name="RSTN (thr 0.99)", b_name="stepwise (d > 0.95)",
+                     a_key="0.99", b_key="0.95") -> str:
+    """Paired comparison on the same cases: mean gain ± std, wins/losses, extremes, p."""
+    b_by = {(r["fold"], r["id"]): r for r in b_rows}
+    pairs = [(r["stop"][a_key]["dsc"], b_by[(r["fold"], r["id"])]["stop"][b_key]["dsc"])
+             for r in a_rows if (r["fold"], r["id"]) in b_by]
+    if not pairs:
+        return "(no common cases)"
+    a, b = map(np.array, zip(*pairs))
+    c = paired_comparison(a, b)
+    ca = paired_comparison(np.array([r["coarse"] for r in a_rows if (r["fold"], r["id"]) in b_by]),
+                           np.array([b_by[(r["fold"], r["id"])]["coarse"] for r in a_rows
+                                     if (r["fold"], r["id"]) in b_by]))
+    return "\n".join([
+        f"| comparison | n | mean gain ± std (points) | wins / losses | largest gain / loss | p |",
+        "|---|---|---|---|---|---|",
+        f"| {a_name} vs {b_name} | {c['n']} | {100 * c['mean_gain']:+.2f} ± {100 * c['std_gain']:.2f}"
+        f" | {c['wins']} / {c['losses']} | {100 * c['largest_gain']:+.2f} / "
+        f"{100 * c['largest_loss']:+.2f} | {c['p_value']:.3g} |",
+        f"| coarse J_C vs I_C | {ca['n']} | {100 * ca['mean_gain']:+.2f} ± {100 * ca['std_gain']:.2f}"
+        f" | {ca['wins']} / {ca['losses']} | {100 * ca['largest_gain']:+.2f} / "
+        f"{100 * ca['largest_loss']:+.2f} | {ca['p_value']:.3g} |"])
+
+
+def fold_table(res: dict) -> str:
+    """The table of one fold's results.json (as `rstn test` prints it)."""
+    rows = [dict(r, fold=res["fold"]) for r in res["cases"]]
+    head = (f"{res['method']} · fold {res['fold']} · scale {res['scale']} · "
+            f"{len(rows)} test cases · {res.get('seconds_per_case', 0):.1f} s per case")
+    return head + "\n\n" + miccai_table(rows, strict=res["method"] == "stepwise") + "\n\n" + \
+        _views_and_pp(rows)
+
+
+def report(runs_root="runs", scale: str | None = None, book_path=None) -> str:
+    """All tables from every fold found under `runs_root`; optionally the book page too."""
+    groups = collect(runs_root, scale)
+    if not groups:
+        return f"no results under {runs_root}; run `rstn test --method ... --fold K` first."
+    parts = []
+    for sc in sorted({k[0] for k in groups}):
+        step = groups.get((sc, "stepwise", ""), [])
+        rstns = {f"RSTN {k[2]}".strip(): v for k, v in groups.items()
+                 if k[0] == sc and k[1] == "rstn"}
+        folds = sorted({r["fold"] for rows in groups.values() for r in rows})
+        parts.append(f"## Scale `{sc}` on the phantom — folds {folds}\n")
+        if step:
+            parts.append(f"### Stepwise (MICCAI Algorithm 1), {len(step)} cases\n\n"
+                         + miccai_table(step) + "\n\n" + _views_and_pp(step) + "\n")
+        for name, rows in rstns.items():
+            parts.append(f"### {name} (CVPR Algorithm 2), {len(rows)} cases\n\n"
+                         + miccai_table(rows, strict=False) + "\n\n" + _views_and_pp(rows) + "\n")
+        if rstns:
+            parts.append("### CVPR Table 1 (variants run)\n\n" + rstn_table(
+                {**({"stepwise baseline": step} if step else {}), **rstns}) + "\n")
+            conv = {**({"stepwise": step} if step else {}), **rstns}
+            parts.append("### Convergence\n\n" + convergence_table(conv) + "\n")
+            if step:
+                for name, rows in rstns.items():
+                    parts.append(f"### Paired comparison: {name} vs stepwise\n\n"
+                                 + comparison_table(rows, step, a_name=name) + "\n")
+    text = "\n".join(parts)
+    if book_path:
+        atomic_write_text(book_path, "<!-- written by `rstn report`; do not edit -->\n\n" + text)
+    return text

@@ -1,0 +1,139 @@
+"""One training loop for every net of the book (coarse, fine, RSTN).
+
+Exact resume by construction: everything random in iteration i (which windows, which margins,
+dropout) is drawn from generators seeded by (seed, i), and the learning rate is a function of i,
+so restoring the model, the optimiser state and i restores the run. Checkpoints are written
+atomically every `checkpoint_every` iterations; `loss.csv` is rewritten with each checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .io import atomic_torch_save, atomic_write_text, load_checkpoint
+
+__all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "autocast",
+           "load_final"]
+
+FINAL = "checkpoint_final.pt"
+LATEST = "checkpoint_latest.pt"
+
+
+def iteration_rng(seed: int, i: int) -> np.random.Generator:
+    """The generator of iteration i: the data order is a function of (seed, i) alone."""
+    return np.random.default_rng([seed, i])
+
+
+def autocast(device: str):
+    """bf16 autocast on CUDA, nothing on CPU."""
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(name: str, param_groups, lr: float, momentum: float = 0.99,
+                   weight_decay: float = 5e-4):
+    """SGD with momentum (papers) or Adam (CPU scales)."""
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'sgd' or 'adam'.")
+
+
+@dataclass
+class TrainSpec:
+    """What one training run needs.
+
+    step(i, rng) -> loss tensor: computes the loss of iteration i (the model is in train mode).
+    lr_at(i) -> multiplier of each param group's base lr at iteration i.
+    """
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Callable[[int, np.random.Generator], torch.Tensor]
+    iterations: int
+    seed: int = 0
+    checkpoint_every: int = 1000
+    lr_at: Callable[[int], float] = lambda i: 1.0
+
+
+def load_final(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
+    """Load a finished net's weights (weights_only) into `model`."""
+    ck = load_checkpoint(Path(run_dir) / FINAL)
+    model.load_state_dict(ck["model"])
+    return model
+
+
+def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool = True) -> dict:
+    """Train `spec.model` for `spec.iterations`, checkpointing into `run_dir`.
+
+    A finished run (checkpoint_final.pt present) is skipped. An interrupted one needs
+    `resume=True` and continues exactly where its last checkpoint stopped.
+    Returns {"iterations", "seconds", "seconds_per_iteration", "losses", "skipped"}.
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / FINAL).is_file():
+        ck = load_checkpoint(run_dir / FINAL)
+        spec.model.load_state_dict(ck["model"])
+        return {"iterations": ck["iteration"], "seconds": ck.get("seconds", 0.0),
+                "seconds_per_iteration": ck.get("seconds", 0.0) / max(1, ck["iteration"]),
+                "losses": ck["losses"], "skipped": True}
+    start, losses, seconds = 0, [], 0.0
+    if (run_dir / LATEST).is_file():
+        if not resume:
+            raise FileExistsError(f"{run_dir} holds an unfinished run; pass --resume to continue "
+                                  "it, or delete the folder to start again.")
+        ck = load_checkpoint(run_dir / LATEST)
+        spec.model.load_state_dict(ck["model"])
+        spec.optimizer.load_state_dict(ck["optimizer"])
+        start, losses, seconds = ck["iteration"], list(ck["losses"]), ck.get("seconds", 0.0)
+    base_lrs = [g.get("initial_lr", g["lr"]) for g in spec.optimizer.param_groups]
+    for g, lr in zip(spec.optimizer.param_groups, base_lrs):
+        g["initial_lr"] = lr
+
+    def save(i, path):
+        state = {"model": spec.model.state_dict(), "optimizer": spec.optimizer.state_dict(),
+                 "iteration": i, "losses": losses, "seconds": seconds, "seed": spec.seed}
+        atomic_torch_save(state, path)
+        atomic_write_text(run_dir / "loss.csv", "iteration,loss\n" + "".join(
+            f"{k + 1},{v:.6f}\n" for k, v in enumerate(losses)))
+
+    spec.model.train()
+    bar = tqdm(range(start, spec.iterations), initial=start, total=spec.iterations,
+               desc=spec.name, disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    for i in bar:
+        for g, lr in zip(spec.optimizer.param_groups, base_lrs):
+            g["lr"] = lr * spec.lr_at(i)                      # the schedule is a function of i
+        torch.manual_seed(spec.seed * 1_000_003 + i)           # dropout of iteration i
+        loss = spec.step(i, iteration_rng(spec.seed, i))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{spec.name}: loss is {loss.item()} at iteration {i}; "
+                                     "lower the learning rate.")
+        spec.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        spec.optimizer.step()
+        losses.append(float(loss.detach()))
+        if (i + 1) % spec.checkpoint_every == 0 and i + 1 < spec.iterations:
+            seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            save(i + 1, run_dir / LATEST)
+        if progress and (i % 10 == 0):
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    seconds += time.perf_counter() - t0
+    save(spec.iterations, run_dir / FINAL)
+    (run_dir / LATEST).unlink(missing_ok=True)
+    n = spec.iterations - start
+    return {"iterations": spec.iterations, "seconds": seconds,
+            "seconds_per_iteration": seconds / max(1, spec.iterations), "losses": losses,
+            "skipped": False, "new_iterations": n}

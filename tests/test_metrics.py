@@ -1,0 +1,131 @@
+"""Tests of rstn_core.metrics: DSC on hand-worked masks, summaries, the paired comparison."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from rstn_core.metrics import dsc, format_summary, paired_comparison, summarize
+
+# (a, b, expected DSC), worked out by hand: DSC = 2|A∩B| / (|A| + |B|)
+DSC_CASES = [
+    ([[1, 1], [0, 0]], [[1, 0], [0, 0]], 2 / 3),   # |A∩B| = 1, |A| + |B| = 3
+    ([[1, 1], [1, 0]], [[0, 1], [1, 1]], 2 / 3),   # 2 * 2 / (3 + 3)
+    ([[1, 0], [0, 1]], [[1, 0], [0, 1]], 1.0),     # identical
+    ([[1, 0], [0, 0]], [[0, 0], [0, 1]], 0.0),     # disjoint
+    ([[0, 0], [0, 0]], [[0, 0], [0, 0]], 1.0),     # both empty: perfect agreement
+    ([[0, 0], [0, 0]], [[0, 1], [0, 0]], 0.0),     # one empty
+    ([[[1, 1], [1, 1]], [[1, 0], [0, 0]]],         # 3-D: |A| = 5, |B| = 2, |A∩B| = 1
+     [[[1, 0], [0, 0]], [[0, 0], [0, 1]]], 2 / 7),
+]
+
+CONVERTERS = {
+    "numpy int": lambda m: np.array(m, dtype=np.uint8),
+    "numpy bool": lambda m: np.array(m, dtype=bool),
+    "numpy float": lambda m: np.array(m, dtype=np.float32),
+    "torch bool": lambda m: torch.tensor(m, dtype=torch.bool),
+    "torch float": lambda m: torch.tensor(m, dtype=torch.float32),
+}
+
+
+@pytest.mark.parametrize("kind", list(CONVERTERS))
+@pytest.mark.parametrize("a, b, expected", DSC_CASES)
+def test_dsc_hand_worked(a, b, expected, kind):
+    conv = CONVERTERS[kind]
+    value = dsc(conv(a), conv(b))
+    assert isinstance(value, float)
+    assert value == pytest.approx(expected)
+    assert dsc(conv(b), conv(a)) == pytest.approx(expected)  # symmetric
+
+
+def test_dsc_mixed_numpy_and_torch():
+    assert dsc(np.array([[1, 1], [0, 0]]), torch.tensor([[True, False], [False, False]])) == pytest.approx(2 / 3)
+
+
+def test_dsc_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="same shape"):
+        dsc(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_dsc_rejects_probabilities():
+    with pytest.raises(ValueError, match="binary"):
+        dsc(np.array([0.2, 0.9]), np.array([0, 1]))
+
+
+def test_summarize_known_numbers():
+    s = summarize([0.8, 0.9, 0.7])
+    # mean 0.8; deviations 0, 0.1, -0.1 -> sample variance 0.02 / 2 = 0.01 -> std 0.1
+    assert s["mean"] == pytest.approx(0.8)
+    assert s["std"] == pytest.approx(0.1)
+    assert (s["max"], s["min"], s["n"]) == (pytest.approx(0.9), pytest.approx(0.7), 3)
+
+
+def test_summarize_matches_numpy():
+    values = np.random.default_rng(0).uniform(0.4, 0.9, size=82)
+    s = summarize(list(values))
+    assert s["mean"] == pytest.approx(values.mean())
+    assert s["std"] == pytest.approx(values.std(ddof=1))
+    assert s["max"] == values.max() and s["min"] == values.min() and s["n"] == 82
+
+
+def test_summarize_single_value_has_zero_std():
+    assert summarize([0.5]) == {"mean": 0.5, "std": 0.0, "max": 0.5, "min": 0.5, "n": 1}
+
+
+def test_summarize_empty_raises():
+    with pytest.raises(ValueError, match="empty"):
+        summarize([])
+
+
+@pytest.mark.parametrize("s, kwargs, expected", [
+    ({"mean": 0.8237, "std": 0.0568}, {}, "82.37 ± 5.68"),
+    ({"mean": 0.8237, "std": 0.0568}, {"scale": 1, "digits": 3}, "0.824 ± 0.057"),
+    ({"mean": 0.5, "std": 0.0}, {"digits": 0}, "50 ± 0"),
+])
+def test_format_summary(s, kwargs, expected):
+    assert format_summary(s, **kwargs) == expected
+
+
+def test_format_summary_missing_key_raises():
+    with pytest.raises(ValueError, match="std"):
+        format_summary({"mean": 0.5})
+
+
+def test_paired_comparison_known_pair():
+    a = [0.90, 0.80, 0.70, 0.60]
+    b = [0.85, 0.82, 0.70, 0.50]
+    r = paired_comparison(a, b)
+    # gains: +0.05, -0.02, 0, +0.10
+    assert (r["n"], r["wins"], r["losses"], r["ties"]) == (4, 2, 1, 1)
+    assert r["mean_gain"] == pytest.approx(0.0325)
+    assert r["largest_gain"] == pytest.approx(0.10)
+    assert r["largest_loss"] == pytest.approx(-0.02)
+    # sample std of the gains: squared deviations sum to 0.008675, / 3
+    assert r["std_gain"] == pytest.approx(math.sqrt(0.008675 / 3))
+    # paired t-test by hand: t = mean / (std / sqrt(n)), two-sided, n - 1 = 3 degrees of freedom
+    t = 0.0325 / (math.sqrt(0.008675 / 3) / 2)
+    assert r["p_value"] == pytest.approx(2 * scipy.stats.t.sf(t, df=3))
+    assert r["p_value"] == pytest.approx(scipy.stats.ttest_rel(a, b).pvalue)
+
+
+def test_paired_comparison_direction():
+    r = paired_comparison([0.5, 0.6, 0.7], [0.6, 0.9, 0.8])
+    assert (r["wins"], r["losses"]) == (0, 3)
+    assert r["largest_gain"] == pytest.approx(-0.1) and r["largest_loss"] == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize("a, b", [([0.7], [0.6]), ([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])])
+def test_paired_comparison_undefined_p_is_nan(a, b):
+    r = paired_comparison(a, b)
+    assert math.isnan(r["p_value"])
+    if len(a) == 1:
+        assert r["std_gain"] == 0.0 and r["wins"] == 1
+    else:
+        assert r["ties"] == 3
+
+
+def test_paired_comparison_length_mismatch_raises():
+    with pytest.raises(ValueError, match="same cases"):
+        paired_comparison([0.1, 0.2], [0.1])
