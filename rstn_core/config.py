@@ -53,6 +53,7 @@ class TrainConfig:
     margin_high: int = 60
     zoom: int = 1                # fine crops upsampled by this factor (1 = the papers)
     checkpoint_every: int = 1000
+    keep_snapshots: bool = False  # keep every checkpoint's weights (equal-time comparisons)
     threads: int = 0             # torch threads (0 = torch's default)
 
 
@@ -205,13 +206,15 @@ def get_config(scale: str = "standard", **overrides) -> Config:
         cfg.model = ModelConfig(width=1 / 8, fc_kernel=3, batch_norm=True, dropout=0.1)
         cfg.train = TrainConfig(optimizer="adam", momentum=0.9, weight_decay=0.0,
                                 batch_size=8, coarse_lr=1e-3, fine_lr=1e-3,
-                                coarse_loss="dice_bce", zoom=2, checkpoint_every=100)
+                                coarse_loss="dice_bce", zoom=2, checkpoint_every=100,
+                                keep_snapshots=True)
         cfg.rstn = RSTNConfig(lr=1e-4, fine_lr_mult=1.0, noisy_lr=2e-5, lr_decay_every=0)
         cfg.test = TestConfig(coarse_components=True, batch_size=16)
         if scale == "standard":
             cfg.n_cases = 20
             cfg.train.coarse_iterations = 800
             cfg.train.fine_iterations = 800
+            cfg.train.threads = 2
             cfg.rstn.gt_iterations, cfg.rstn.pred_iterations = 150, 300
             cfg.rstn.noisy_iterations = 150
         else:  # smoke

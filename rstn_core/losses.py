@@ -116,7 +116,7 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
     intersection = (prob * target).sum()  # Σ p y over the whole batch
     denominator = prob.sum() + target.sum()  # Σ p + Σ y over the whole batch
     dice = (2.0 * intersection + eps) / (denominator + eps)  # batch soft DSC
-    return bce_mean + (1.0 - dice)
+    return bce_mean + (1.0 - dice)  # L = BCE + (1 - batch DSC)
 
 
 def rstn_loss_weights(T: int) -> list[float]:

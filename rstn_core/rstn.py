@@ -163,7 +163,7 @@ def train_rstn(cfg: Config, slices: SliceSet, run_dir, init_from=None, resume=Fa
             logits, probs = model(x, T=r.T, ref=ref_at(i), y=y)
         return joint_loss(logits, probs, y, t.coarse_loss, valid)
 
-    spec = TrainSpec("rstn", model, opt, step, total, cfg.seed + 2, t.checkpoint_every, lr_at)
+    spec = TrainSpec("rstn", model, opt, step, total, cfg.seed + 2, t.checkpoint_every, lr_at, t.keep_snapshots)
     return model, run_training(spec, run_dir, resume, progress)
 
 

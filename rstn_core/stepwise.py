@@ -62,7 +62,7 @@ def train_coarse(cfg: Config, slices: SliceSet, run_dir, resume=False, progress=
         return soft_dsc_loss(torch.sigmoid(logits), y, valid=valid)   # L = 1 - DSC(P, Y)
 
     spec = TrainSpec("coarse", net, opt, step, t.coarse_iterations, cfg.seed,
-                     t.checkpoint_every, _lr_rule(t.lr_decay_every))
+                     t.checkpoint_every, _lr_rule(t.lr_decay_every), t.keep_snapshots)
     return net, run_training(spec, run_dir, resume, progress)
 
 
@@ -84,7 +84,7 @@ def train_fine(cfg: Config, slices: SliceSet, run_dir, resume=False, progress=Tr
         return soft_dsc_loss(p.float(), yc, valid=v)                  # Dice on the crop
 
     spec = TrainSpec("fine", net, opt, step, t.fine_iterations, cfg.seed + 1,
-                     t.checkpoint_every, _lr_rule(t.lr_decay_every))
+                     t.checkpoint_every, _lr_rule(t.lr_decay_every), t.keep_snapshots)
     return net, run_training(spec, run_dir, resume, progress)
 
 

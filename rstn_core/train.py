@@ -19,7 +19,7 @@ import torch
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 
 __all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "autocast",
-           "load_final"]
+           "load_final", "snapshot_at_time"]
 
 FINAL = "checkpoint_final.pt"
 LATEST = "checkpoint_latest.pt"
@@ -62,6 +62,7 @@ class TrainSpec:
     seed: int = 0
     checkpoint_every: int = 1000
     lr_at: Callable[[int], float] = lambda i: 1.0
+    keep_snapshots: bool = False   # also keep the weights of every checkpoint (snapshots/)
 
 
 def load_final(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
@@ -69,6 +70,17 @@ def load_final(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
     ck = load_checkpoint(Path(run_dir) / FINAL)
     model.load_state_dict(ck["model"])
     return model
+
+
+def snapshot_at_time(run_dir: Path, seconds: float) -> Path | None:
+    """The last snapshot of a run whose training time is at most `seconds` (equal-time
+    comparisons of nets whose iterations cost differently)."""
+    best, best_t = None, -1.0
+    for p in sorted((Path(run_dir) / "snapshots").glob("it*.pt")):
+        t = load_checkpoint(p)["seconds"]
+        if best_t < t <= seconds:
+            best, best_t = p, t
+    return best
 
 
 def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool = True) -> dict:
@@ -128,6 +140,9 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
             seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             save(i + 1, run_dir / LATEST)
+            if spec.keep_snapshots:   # weights + elapsed time: compare nets at equal time
+                atomic_torch_save({"model": spec.model.state_dict(), "iteration": i + 1,
+                                   "seconds": seconds}, run_dir / "snapshots" / f"it{i + 1}.pt")
         if progress and (i % 10 == 0):
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     seconds += time.perf_counter() - t0

@@ -13,10 +13,12 @@ Conventions:
   reorientation; letters at the panel edges (A/P, S/I, R/L) say which way is which.
 * CT intensities are shown through the window [-100, 240] HU (as the networks see them);
   an image already in [0, 1] is shown as it is.
-* Ground truth is drawn as a green contour, the prediction as a red contour.
+* Ground truth is drawn as a green contour, the prediction as a red contour. Masks are
+  bool or 0/1; a float array (a probability map) is shown as its mask ``P >= 0.5``.
 * The figures returned here are ``matplotlib.figure.Figure`` objects that pyplot does not
-  manage: end a notebook cell with the figure (or call ``display(fig)``) to show it, and
-  nothing is shown twice or kept alive by pyplot.
+  manage: end a notebook cell with the figure (or call ``display(fig)``) to show it; it is
+  never shown twice or kept alive by pyplot, and it shows as a PNG even in a kernel where
+  pyplot was never imported. ``fig.savefig(path)`` works as usual.
 """
 from __future__ import annotations
 
@@ -43,6 +45,17 @@ _AXIS_LETTERS = {0: ("R", "L"), 1: ("A", "P"), 2: ("S", "I")}
 
 # -- helpers ------------------------------------------------------------------------------
 
+class _Figure(Figure):
+    """A Figure that shows itself in Jupyter even when no pyplot backend is active."""
+
+    def _repr_png_(self) -> bytes:
+        return _render_png(self, dpi=100, tight=True)
+
+
+def _new_figure(**kwargs) -> Figure:
+    return _Figure(layout="constrained", **kwargs)
+
+
 def _as_numpy(x, name: str, caller: str) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
@@ -64,7 +77,16 @@ def _check_mask(mask, shape: tuple, name: str, caller: str) -> np.ndarray | None
     if mask.shape != tuple(shape):
         raise ValueError(f"{caller}: {name} must have the volume's shape {tuple(shape)}, got "
                          f"{mask.shape}.")
-    return mask.astype(bool) if mask.dtype != bool else mask
+    return _binary(mask)
+
+
+def _binary(mask: np.ndarray) -> np.ndarray:
+    """Bool mask; a probability map (float) is thresholded at 0.5, as Z = 1[P >= 0.5]."""
+    if mask.dtype == bool:
+        return mask
+    if np.issubdtype(mask.dtype, np.floating):
+        return mask >= 0.5
+    return mask != 0
 
 
 def _check_view(view: str, caller: str) -> int:
@@ -144,6 +166,21 @@ def _to_display(image: np.ndarray, window) -> np.ndarray:
     return _hu_window(image, lo, hi)
 
 
+def _shown_ratio(ax) -> float:
+    """Height / width of the part of the image an Axes shows (limits times pixel aspect)."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    aspect = ax.get_aspect()
+    aspect = 1.0 if aspect == "auto" else float(aspect)
+    return abs(y1 - y0) * aspect / max(abs(x1 - x0), 1e-9)
+
+
+def _fit_height(fig: Figure, axes, ncols: int, nrows: int, panel_width: float, extra: float) -> None:
+    """Resize ``fig`` so that panels of ``panel_width`` inches show their images without
+    large empty bands (the tallest panel sets the row height, clipped to [0.35, 2.5])."""
+    ratio = min(max(max(_shown_ratio(ax) for ax in axes), 0.35), 2.5)
+    fig.set_size_inches(ncols * panel_width, nrows * panel_width * ratio + extra)
+
+
 def _draw_contour(ax, mask: np.ndarray, color: str, gid: str, linewidth: float) -> bool:
     if mask is None or not mask.any():
         return False
@@ -202,7 +239,7 @@ def overlay(ax, image_slice, label=None, pred=None, *, window="auto", aspect: fl
             if m.shape != img.shape:
                 raise ValueError(f"overlay: {name} must have the slice's shape {img.shape}, got "
                                  f"{m.shape}.")
-            m = m.astype(bool)
+            m = _binary(m)
         masks.append(m)
     label, pred = masks
     ax.imshow(_to_display(img, window), cmap="gray", vmin=0.0, vmax=1.0,
@@ -248,7 +285,7 @@ def _view_title(view: str, index: int) -> str:
 
 def three_views(volume, label=None, pred=None, index=None, spacing=None, *, window="auto",
                 zoom_margin: int | None = None, title: str | None = None,
-                panel_size: float = 3.6) -> Figure:
+                panel_size: float = 2.8) -> Figure:
     """The three views of a volume through one point, with label and prediction contours.
 
     Args:
@@ -271,7 +308,7 @@ def three_views(volume, label=None, pred=None, index=None, spacing=None, *, wind
     if len(index) != 3:
         raise ValueError(f"three_views: index must be a point (x, y, z), got {index!r}.")
 
-    fig = Figure(figsize=(3 * panel_size, panel_size + 0.6), layout="constrained")
+    fig = _new_figure(figsize=(3 * panel_size, panel_size + 0.6))
     axes = fig.subplots(1, 3)
     for ax, view in zip(axes, VIEWS):
         axis = VIEW_AXIS[view]
@@ -281,6 +318,7 @@ def three_views(volume, label=None, pred=None, index=None, spacing=None, *, wind
                 None if pred is None else oriented_slice(pred, view, j),
                 window=window, aspect=_aspect(view, sp), title=_view_title(view, j),
                 edge_letters=_edge_letters(view), zoom_margin=zoom_margin)
+    _fit_height(fig, axes, 3, 1, panel_size, 0.6)
     handles = _legend_handles(label is not None and label.any(), pred is not None and pred.any())
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9,
@@ -306,7 +344,7 @@ def _dsc(a: np.ndarray, b: np.ndarray) -> float:
 
 def iteration_figure(volume, label, masks, view: str = "axial", index: int | None = None, *,
                      spacing=None, zoom_margin: int | None = None, titles=None,
-                     ncols: int = 4, panel_size: float = 3.0, window="auto") -> Figure:
+                     ncols: int = 4, panel_size: float = 2.6, window="auto") -> Figure:
     """One panel per round of Algorithm 1 or 2: Z(0) (coarse), Z(1), ..., on one slice.
 
     Each panel shows the ground truth (green) and that round's mask (red). The title gives the
@@ -341,7 +379,7 @@ def iteration_figure(volume, label, masks, view: str = "axial", index: int | Non
     n = len(masks)
     ncols = max(1, min(int(ncols), n))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(ncols * panel_size, nrows * panel_size + 0.6), layout="constrained")
+    fig = _new_figure(figsize=(ncols * panel_size, nrows * panel_size + 0.6))
     grid = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     img = oriented_slice(volume, view, index)
     lab = None if label is None else oriented_slice(label, view, index)
@@ -363,6 +401,7 @@ def iteration_figure(volume, label, masks, view: str = "axial", index: int | Non
         overlay(ax, img, lab, oriented_slice(masks[t], view, index), window=window,
                 aspect=_aspect(view, sp), title=head, zoom_margin=zoom_margin,
                 edge_letters=_edge_letters(view) if t == 0 else None)
+    _fit_height(fig, grid[:n], ncols, nrows, panel_size, 1.1)
     handles = _legend_handles(label is not None and label.any(), True)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9,
                frameon=False)
@@ -370,9 +409,9 @@ def iteration_figure(volume, label, masks, view: str = "axial", index: int | Non
     return fig
 
 
-def _render_png(fig: Figure, dpi: int = 80) -> bytes:
+def _render_png(fig: Figure, dpi: int = 80, tight: bool = False) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buf.getvalue()
 
 
@@ -422,7 +461,7 @@ def viewer(volume, label=None, masks=None, spacing=None, *, static: bool = False
     def render(*_):
         v, j = view_dd.value, slice_sl.value
         t = round_sl.value
-        fig = Figure(figsize=(5.2, 5.6), layout="constrained")
+        fig = _new_figure(figsize=(5.2, 5.6))
         ax = fig.add_subplot()
         pred = oriented_slice(masks[t], v, j) if masks else None
         head = _view_title(v, j)

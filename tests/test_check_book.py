@@ -99,3 +99,12 @@ def test_missing_build_is_one_failure(tmp_path):
         "repository:\n  url: https://github.com/o/r\nlaunch_buttons:\n  colab_url: " + COLAB)
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
     assert cb.main(["--book-dir", str(tmp_path), "--no-browser"]) == 1
+
+
+def test_book_root_accepts_the_book_or_its_build(tmp_path):
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    html = tmp_path / "_build" / "html"
+    html.mkdir(parents=True)
+    assert cb.book_root(tmp_path) == tmp_path.resolve()
+    assert cb.book_root(html) == tmp_path.resolve()
+    assert cb.book_root(tmp_path / "_build") == tmp_path.resolve()

@@ -172,3 +172,21 @@ def test_bad_inputs_raise_clear_errors():
         viz.iteration_figure(vol, lab, [lab], view="oblique")
     with pytest.raises(ValueError, match="spacing"):
         viz.three_views(vol, spacing=(1, 1))
+
+
+def test_figures_show_as_png_without_pyplot():
+    # Jupyter shows a returned figure through _repr_png_ when no pyplot backend is active.
+    vol, lab, pred = _case()
+    for fig in (viz.three_views(vol, lab, pred), viz.iteration_figure(vol, lab, [pred, lab])):
+        assert fig._repr_png_()[:4] == b"\x89PNG"
+
+
+def test_probability_maps_are_thresholded_at_half():
+    vol, lab, _ = _case()
+    prob = np.where(lab, 0.7, 0.2).astype(np.float32)      # P >= 0.5 exactly on the label
+    fig = Figure()
+    ax = fig.add_subplot()
+    viz.overlay(ax, vol[:, :, 8], pred=np.full(SHAPE[:2], 0.3, np.float32))
+    assert _gids(ax, "pred") == []                          # 0.3 everywhere: empty mask
+    fig = viz.iteration_figure(vol, lab, [prob])
+    assert "DSC 100.0%" in fig.axes[0].get_title()

@@ -17,7 +17,7 @@ network, the rendered-maths check is skipped with a note.
 
 Exits non-zero with one line per failure.
 
-    python tools/check_book.py [--book-dir .] [--no-browser] [--mathjax FILE]
+    python tools/check_book.py [BOOK_DIR | BOOK_DIR/_build/html] [--no-browser] [--mathjax FILE]
 """
 from __future__ import annotations
 
@@ -152,12 +152,25 @@ def check_notebook_page(html: str, entry: str, expected_colab: str, colab_url: s
     """Failures (one line each) of the HTML page of the notebook `entry`."""
     fails = []
     if not figure_sources(html):
-        fails.append(f"{entry}: the notebook page shows no figure (no <img> from an output)")
+        fails.append(f"{entry}: the notebook page shows no figure (no <img> from an output; "
+                     "plt.show() draws nothing when the build ran with MPLBACKEND=Agg)")
     found = colab_links(html, colab_url)
     if expected_colab not in found:
         got = ", ".join(found) if found else "none"
         fails.append(f"{entry}: Colab launch link should be {expected_colab} (found: {got})")
     return fails
+
+
+def book_root(path: str | Path) -> Path:
+    """The book folder for `path`: the folder itself, or, for a built `_build/html` folder
+    (or `_build`), the folder that holds `_build`."""
+    p = Path(path).resolve()
+    if (p / "_config.yml").is_file():
+        return p
+    for parent in (p, *p.parents):
+        if parent.name == "_build" and (parent.parent / "_config.yml").is_file():
+            return parent.parent
+    return p
 
 
 # -- the checks ---------------------------------------------------------------------------
@@ -314,14 +327,17 @@ def browser_checks(book: Path, info: dict, mathjax: Path | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Check a built jupyter-book (after "
                                  "`jupyter-book build .`).")
-    ap.add_argument("--book-dir", default=".", help="folder with _config.yml and _toc.yml")
+    ap.add_argument("path", nargs="?", default=None,
+                    help="the book folder (with _config.yml), or its built _build/html folder")
+    ap.add_argument("--book-dir", default=None, help="folder with _config.yml and _toc.yml "
+                    "(default: the current folder)")
     ap.add_argument("--no-browser", action="store_true",
                     help="skip the chromium screenshots and the rendered-maths check")
     ap.add_argument("--mathjax", default=os.environ.get("RSTN_MATHJAX"),
                     help="a local MathJax 3 tex-mml-chtml.js for offline rendering "
                          "(default: $RSTN_MATHJAX)")
     args = ap.parse_args(argv)
-    book = Path(args.book_dir).resolve()
+    book = book_root(args.book_dir or args.path or ".")
     mathjax = Path(args.mathjax) if args.mathjax else None
     if mathjax is not None and not mathjax.is_file():
         print(f"FAIL: --mathjax {mathjax} is not a file")
