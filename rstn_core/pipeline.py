@@ -46,7 +46,7 @@ def _n_images(root: Path) -> int:
 
 def fold_cases(cfg: Config, fold: int, progress: bool = True):
     """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids."""
-    from .data import fold_split, list_cases
+    from ._stopgap import fold_split, list_cases
     refs = list_cases(dataset_root(cfg, progress))
     refs = [r for r in refs if r.label is not None]
     if cfg.data_root is None:
@@ -82,7 +82,14 @@ def _check_config(cfg: Config, folder: Path):
 
 def _case_views(cfg: Config, ref, cache):
     """Per view: (N, H, W) uint8 windowed slices and the binary target, view axis first."""
-    return cache.views(ref, cfg.target)
+    from ._stopgap import load_case
+    from .data.labels import target_mask
+    from .views import VIEW_AXIS, to_view, window
+    c = load_case(ref.image, ref.label)
+    img = np.round(window(c.image) * 255).astype(np.uint8)
+    lab = target_mask(c, cfg.target).astype(np.uint8)
+    return {v: (np.ascontiguousarray(to_view(img, v)), np.ascontiguousarray(to_view(lab, v)))
+            for v in VIEW_AXIS}
 
 
 def training_slices(cfg: Config, refs, view: str, cache):
@@ -96,8 +103,7 @@ def training_slices(cfg: Config, refs, view: str, cache):
 
 
 def _cache(cfg: Config):
-    from .data import CaseCache
-    return CaseCache(Path("data") / "cache")
+    return None
 
 
 def _set_threads(cfg: Config):
@@ -148,7 +154,7 @@ def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=
     from .stepwise import load_stepwise
     folder = run_dir(cfg, method, fold, tag)
     if method == "stepwise":
-        return load_stepwise(cfg, folder)
+        return load_stepwise(cfg, folder, max(slice_sizes.values()))
     return load_rstn(cfg, folder, slice_sizes)
 
 
@@ -156,7 +162,8 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "")
     """Evaluate one fold's test cases with all rounds; write test/results.json (+ probs)."""
     from tqdm.auto import tqdm
 
-    from .data import load_case, target_mask
+    from ._stopgap import load_case
+    from .data.labels import target_mask
     from .evaluate import evaluate_rstn_case, evaluate_stepwise_case
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)

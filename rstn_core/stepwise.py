@@ -104,14 +104,15 @@ class StepwiseNets:
         return list(self.coarse)
 
 
-def load_stepwise(cfg: Config, run_dir) -> StepwiseNets:
-    """Load the finished nets of a stepwise fold run (weights_only)."""
+def load_stepwise(cfg: Config, run_dir, slice_size: int = 512) -> StepwiseNets:
+    """Load the finished nets of a stepwise fold run (weights_only); the test margin is
+    scaled from 512-px slices to `slice_size`."""
     run_dir = Path(run_dir)
     coarse, fine = {}, {}
     for v in cfg.views:
         coarse[v] = load_final(run_dir / f"{v}_coarse", build_net(cfg)).eval()
         fine[v] = load_final(run_dir / f"{v}_fine", build_net(cfg)).eval()
-    return StepwiseNets(coarse, fine, margin=cfg.test.margin, zoom=cfg.train.zoom,
+    return StepwiseNets(coarse, fine, margin=scaled_px(cfg.test.margin, slice_size), zoom=cfg.train.zoom,
                         batch_size=cfg.test.batch_size, device=cfg.device,
                         coarse_components=cfg.test.coarse_components)
 

@@ -609,8 +609,8 @@ class _Phantom:
         # uncinate, head (2), neck, body (2), tail (3): x, y (from the aorta), z; radius mm
         base = np.array([
             [10, 6, -28, 7.5], [30, 12, -24, 12.5], [34, 18, -10, 13], [14, 34, -1, 10],
-            [-10, 44, 4, 11.5], [-36, 30, 9, 11.5], [-60, 6, 16, 11], [-80, -18, 23, 10],
-            [-92, -36, 28, 8]], float)
+            [-10, 44, 4, 11.5], [-36, 30, 11, 11.5], [-60, 6, 21, 11], [-80, -18, 31, 10],
+            [-92, -36, 40, 8]], float)
         base[:, 1] += ya
         base[:, :3] += r.uniform(-4, 4, (len(base), 3))
         base[:, 3] *= r.uniform(0.9, 1.1, len(base))
@@ -629,7 +629,7 @@ class _Phantom:
         self.head = dict(c=hc, r=np.array([13.0, 11.0, 15.0]) * s * r.uniform(0.9, 1.1, 3),
                          R=_rot(r.uniform(-15, 15), 0, 0))
         self.p_lob = (r.uniform(0.8, 1.6), r.uniform(1.5, 3.0))            # lobulation mm
-        self.p_xscale = (1.0, r.uniform(0.85, 1.0), r.uniform(0.8, 0.95))  # flatter AP
+        self.p_xscale = (1.0, r.uniform(0.95, 1.1), r.uniform(0.8, 0.95))  # flatter AP
         self.fat_plane = r.uniform(2.0, 3.5)
         self.look_plane = max(3.0, 1.3 * max(self.grid.spacing[0], self.grid.spacing[1]))
         self.meta["pancreas_scale"] = round(float(s), 3)
