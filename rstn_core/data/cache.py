@@ -1,0 +1,183 @@
+"""A per-case cache of network-ready arrays: windowed uint8 images and label maps per view.
+
+For each case and each view the volume is stored with the view's axis first, C-contiguous,
+as a plain .npy file opened memory-mapped (``np.load(mmap_mode="r")``), so a training loop
+reads a slice ``arr[j]`` as one contiguous block without loading the volume:
+
+    cache_dir/<case id>-<8 hex of the source path>/
+        meta.json              written last: source stamps, window, shape, spacing, labels
+        image_coronal.npy      uint8 (X, Y, Z)    coronal  = axis 0 first
+        image_sagittal.npy     uint8 (Y, X, Z)    sagittal = axis 1 first
+        image_axial.npy        uint8 (Z, X, Y)    axial    = axis 2 first
+        label_<view>.npy       uint8 label map, same layouts (absent for a scan without label)
+
+i.e. ``np.moveaxis(volume, axis, 0)`` made contiguous. The window maps [-100, 240] HU linearly
+to 0..255 (values outside are clipped): ``u8 = round(255 * (clip(hu, lo, hi) - lo) / (hi - lo))``,
+so ``u8 / 255`` equals `views.window(hu)` up to rounding (the reference code's intensity
+window). An entry is rebuilt when its source file (size, mtime) or the window changes; every
+file is written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .case import CaseRef
+from .errors import DataError
+
+__all__ = ["CaseCache", "window_uint8", "CACHE_VIEWS", "CACHE_VIEW_AXIS"]
+
+#: The authors' view names (the same as rstn_core.views.VIEWS).
+CACHE_VIEWS = ("coronal", "sagittal", "axial")
+CACHE_VIEW_AXIS = {"coronal": 0, "sagittal": 1, "axial": 2}
+_VERSION = 1
+
+
+def window_uint8(hu: np.ndarray, lo: float = -100.0, hi: float = 240.0) -> np.ndarray:
+    """HU -> uint8: clip to [lo, hi], then map linearly to 0..255 (rounded)."""
+    scale = np.float32(255.0 / (hi - lo))
+    out = (np.clip(hu, lo, hi).astype(np.float32) - np.float32(lo)) * scale
+    return np.rint(out).astype(np.uint8)
+
+
+def _stamp(path) -> dict | None:
+    """Size and mtime of a file, or of the DICOM files of a folder (count, total, newest)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if p.is_dir():
+        from .dicom import find_dicom_files
+        files = find_dicom_files(p)
+        sts = [f.stat() for f in files]
+        return {"path": str(p.resolve()), "files": len(files),
+                "size": int(sum(s.st_size for s in sts)),
+                "mtime_ns": int(max((s.st_mtime_ns for s in sts), default=0))}
+    raise DataError(f"{p} does not exist; the cache needs the source scan (check the path).")
+
+
+class CaseCache:
+    """Windowed uint8 images and label maps per view, memory-mapped (see module docstring).
+
+    Args:
+        cache_dir: folder for the cache (created).
+        window: (lo, hi) HU window mapped to 0..255; default [-100, 240] (reference code).
+
+    >>> cache = CaseCache("cache/phantom_standard")                      # doctest: +SKIP
+    >>> views = cache.get(list_cases("data/phantom_standard")[0])          # doctest: +SKIP
+    >>> img, lab = views["axial"]          # (Z, X, Y) uint8 memmaps      # doctest: +SKIP
+    """
+
+    def __init__(self, cache_dir, window=(-100.0, 240.0)):
+        self.root = Path(cache_dir)
+        self.window = (float(window[0]), float(window[1]))
+        if not self.window[0] < self.window[1]:
+            raise DataError(f"CaseCache: window must be (lo, hi) with lo < hi, got {window}.")
+
+    # -- keys ---------------------------------------------------------------------------------
+    @staticmethod
+    def _ref(ref) -> CaseRef:
+        if isinstance(ref, CaseRef):
+            return ref
+        if isinstance(ref, (tuple, list)) and len(ref) == 2:
+            img, lab = ref
+        else:
+            img, lab = ref, None
+        img = Path(img)
+        name = img.name
+        for suf in (".nii.gz", ".nii"):
+            if name.endswith(suf):
+                name = name[: -len(suf)]
+        return CaseRef(name, str(img), str(lab) if lab is not None else None, "")
+
+    def path(self, ref) -> Path:
+        """The case's cache folder."""
+        r = self._ref(ref)
+        h = hashlib.sha1(str(Path(r.image).resolve()).encode()).hexdigest()[:8]
+        return self.root / f"{r.id}-{h}"
+
+    def _wanted_meta(self, r: CaseRef) -> dict:
+        return {"version": _VERSION, "window": list(self.window),
+                "image": _stamp(r.image), "label": _stamp(r.label)}
+
+    def _valid(self, folder: Path, want: dict):
+        mp = folder / "meta.json"
+        if not mp.is_file():
+            return None
+        try:
+            meta = json.loads(mp.read_text())
+        except ValueError:
+            return None
+        if any(meta.get(k) != v for k, v in want.items()):
+            return None
+        files = [folder / f"image_{v}.npy" for v in CACHE_VIEWS]
+        if want["label"] is not None:
+            files += [folder / f"label_{v}.npy" for v in CACHE_VIEWS]
+        return meta if all(f.is_file() for f in files) else None
+
+    # -- public -------------------------------------------------------------------------------
+    def build(self, ref) -> dict:
+        """(Re)build a case's entry from its source; returns its meta."""
+        from .loaders import load_case
+        from .storage import atomic_save_npy, atomic_write_json
+        r = self._ref(ref)
+        folder = self.path(r)
+        folder.mkdir(parents=True, exist_ok=True)
+        want = self._wanted_meta(r)
+        case = load_case(r.image, r.label, case_id=r.id)
+        img = window_uint8(case.image, *self.window)
+        (folder / "meta.json").unlink(missing_ok=True)         # invalid until rewritten
+        for v in CACHE_VIEWS:
+            a = CACHE_VIEW_AXIS[v]
+            atomic_save_npy(np.moveaxis(img, a, 0), folder / f"image_{v}.npy")
+            if case.labels is not None:
+                atomic_save_npy(np.moveaxis(case.labels, a, 0), folder / f"label_{v}.npy")
+        meta = dict(want, id=case.id, shape=list(case.image.shape),
+                    spacing=list(case.spacing), affine=np.asarray(case.affine).tolist(),
+                    label_names={str(k): v for k, v in case.label_names.items()},
+                    source=case.source)
+        atomic_write_json(folder / "meta.json", meta)
+        return meta
+
+    def info(self, ref) -> dict:
+        """The case's meta (building the entry first when missing or stale)."""
+        r = self._ref(ref)
+        meta = self._valid(self.path(r), self._wanted_meta(r))
+        return meta if meta is not None else self.build(r)
+
+    def get(self, ref) -> dict:
+        """{view: (image uint8 memmap, label uint8 memmap or None)}, building when needed.
+
+        Args:
+            ref: a `CaseRef` (from `list_cases`), an image path, or (image, label) paths.
+        Shapes:
+            view ``v`` arrays have `CACHE_VIEW_AXIS[v]` moved first: coronal (X, Y, Z),
+            sagittal (Y, X, Z), axial (Z, X, Y).
+        """
+        r = self._ref(ref)
+        self.info(r)
+        folder = self.path(r)
+        out = {}
+        for v in CACHE_VIEWS:
+            img = np.load(folder / f"image_{v}.npy", mmap_mode="r")
+            lp = folder / f"label_{v}.npy"
+            lab = np.load(lp, mmap_mode="r") if r.label is not None and lp.is_file() else None
+            out[v] = (img, lab)
+        return out
+
+    def clear(self, ref=None):
+        """Delete one case's entry (or the whole cache with no argument)."""
+        import shutil
+        target = self.path(ref) if ref is not None else self.root
+        if target.exists():
+            shutil.rmtree(target)
+
+    def __repr__(self):
+        return f"CaseCache({str(self.root)!r}, window={self.window})"
+
+

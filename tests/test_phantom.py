@@ -1,0 +1,198 @@
+"""The synthetic CT phantom: config, reproducibility, anatomy, measured difficulty, writing."""
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from rstn_core.data import (DataError, PhantomConfig, list_cases, load_case, make_case,
+                            phantom_preset, target_mask, write_dataset)
+from rstn_core.data.labels import PHANTOM_LABELS
+from rstn_core.data.orient import axcodes
+
+
+def best_interval_dsc(img, target, lo=-100, hi=300, step=5):
+    """Best DSC of a single HU interval [a, b) (grid of `step` HU) against `target`."""
+    img, target = img.ravel(), target.ravel().astype(bool)
+    edges = np.arange(lo, hi + step, step)
+    ok = (img >= edges[0]) & (img < edges[-1])
+    idx = np.searchsorted(edges, img[ok], side="right") - 1
+    nb = len(edges) - 1
+    ct = np.r_[0, np.cumsum(np.bincount(idx, minlength=nb)[:nb])]
+    cp = np.r_[0, np.cumsum(np.bincount(idx, weights=target[ok], minlength=nb)[:nb])]
+    y = target.sum()
+    best = 0.0
+    for a in range(nb):
+        d = 2 * (cp[a + 1:] - cp[a]) / np.maximum(ct[a + 1:] - ct[a] + y, 1)
+        best = max(best, float(d.max()))
+    return best
+
+
+@pytest.fixture(scope="module")
+def smoke_case():
+    return make_case(phantom_preset("smoke"), 0, 1)
+
+
+@pytest.fixture(scope="module")
+def standard_cases():
+    return [make_case(phantom_preset("standard"), 0, i) for i in range(3)]
+
+
+# -- config -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale, shape", [("smoke", (96, 96, 48)), ("standard", (160, 160, 96)),
+                                          ("paper", (512, 512, 240))])
+def test_presets(scale, shape):
+    cfg = phantom_preset(scale)
+    assert cfg.shape == shape
+    assert 330 < cfg.fov_mm[0] < 380                  # the same in-plane field of view
+
+
+def test_paper_preset_draws_slices():
+    assert phantom_preset("paper").slices_range == (180, 460)
+
+
+def test_unknown_scale():
+    with pytest.raises(DataError, match="unknown phantom scale"):
+        phantom_preset("huge")
+
+
+def test_config_json_roundtrip():
+    cfg = replace(phantom_preset("standard"), lookalike=0.3, cysts=False)
+    back = PhantomConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+
+
+@pytest.mark.parametrize("kw", [{"lookalike": 1.5}, {"contrast": -1}, {"shape": (8, 8, 8)},
+                                {"spacing": (1, 0, 1)}, {"fat_plane_missing_prob": 2}])
+def test_config_rejects_bad_values(kw):
+    with pytest.raises(DataError) as e:
+        replace(phantom_preset("smoke"), **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(DataError, match="unknown keys"):
+        PhantomConfig.from_dict({"noise": 3})
+
+
+# -- one case -----------------------------------------------------------------------------------
+def test_reproducible_and_distinct(smoke_case):
+    again = make_case(phantom_preset("smoke"), 0, 1)
+    assert np.array_equal(again.image, smoke_case.image)
+    assert np.array_equal(again.labels, smoke_case.labels)
+    other = make_case(phantom_preset("smoke"), 0, 2)
+    assert not np.array_equal(other.labels, smoke_case.labels)
+
+
+def test_smoke_case_is_fast():
+    t = time.process_time()
+    make_case(phantom_preset("smoke"), 5, 3)
+    assert time.process_time() - t < 1.5                # CPU seconds (CI makes these)
+
+
+def test_arrays_and_affine(smoke_case):
+    c = smoke_case
+    assert c.image.dtype == np.float32 and c.labels.dtype == np.uint8
+    assert c.image.shape == c.labels.shape == (96, 96, 48)
+    assert axcodes(c.affine) == "RAS"
+    assert np.allclose(np.diag(c.affine)[:3], c.spacing)
+    assert set(np.unique(c.labels)) <= set(PHANTOM_LABELS)
+    assert c.image.min() >= -1024 and np.isfinite(c.image).all()
+
+
+def test_anatomy_in_ras(smoke_case):
+    """Spine posterior (low y), liver on the patient's right (high x), spleen left, air around."""
+    c = smoke_case
+    centre = lambda v: np.argwhere(c.labels == v).mean(0)          # noqa: E731
+    body = np.argwhere(c.image > -500).mean(0)
+    spine, liver, spleen = centre(18), centre(10), centre(11)
+    assert spine[1] < body[1] - 5
+    assert liver[0] > body[0] + 5 and spleen[0] < body[0] - 5
+    assert centre(9)[0] > centre(8)[0]                              # right kidney on the right
+    assert c.image[0, 0, :].max() < -900                            # air in the corner
+
+
+def test_target_groups(smoke_case):
+    c = smoke_case
+    assert np.array_equal(target_mask(c, "pancreas"), np.isin(c.labels, (1, 2)))
+    assert np.array_equal(target_mask(c, "cyst"), c.labels == 2)
+    assert np.array_equal(target_mask(c, "kidneys"), np.isin(c.labels, (8, 9)))
+    assert np.array_equal(target_mask(c, "adrenal_glands"), np.isin(c.labels, (3, 4)))
+    assert np.array_equal(target_mask(c, "bowel"), np.isin(c.labels, (13, 14)))
+
+
+def test_knobs_lookalike_cysts_contrast():
+    cfg = phantom_preset("smoke")
+    c0 = make_case(replace(cfg, lookalike=0.0, cysts=False, contrast=0.0), 0, 1)
+    assert not (c0.labels == 14).any() and not (c0.labels == 2).any()
+    assert c0.meta["hu"]["liver"] == c0.meta["hu"]["pancreas"]      # contrast 0: equal HU
+    c1 = make_case(replace(cfg, lookalike=1.0), 0, 1)
+    assert len(c1.meta["lookalikes"]) == 3 and (c1.labels == 14).any()
+    assert c1.meta["hu"]["look_solid"] == c1.meta["hu"]["pancreas"]
+
+
+def test_target_scale_grows_the_pancreas():
+    cfg = phantom_preset("smoke")
+    small = make_case(replace(cfg, target_scale=0.8), 0, 1).meta["pancreas_ml"]
+    big = make_case(replace(cfg, target_scale=1.25), 0, 1).meta["pancreas_ml"]
+    assert big > 1.5 * small
+
+
+# -- the papers' problem, measured (standard scale, seed 0, cases 0-2) ---------------------------
+def test_measured_difficulty(standard_cases):
+    rows = []
+    for c in standard_cases:
+        p = np.isin(c.labels, (1, 2))
+        frac = 100 * p.mean()
+        slice_max = [100 * np.moveaxis(p, v, 0).reshape(p.shape[v], -1).mean(1).max()
+                     for v in range(3)]
+        med = float(np.median(c.image[c.labels == 1]))
+        dsc = best_interval_dsc(c.image, p)
+        rows.append((c.id, frac, slice_max, med, dsc, c.meta["cyst_inside_fraction"]))
+        print(f"{c.id}: pancreas {frac:.3f}% of voxels, max slice % (cor/sag/ax) "
+              f"{[round(s, 2) for s in slice_max]}, median HU {med:.0f}, "
+              f"best HU interval DSC {dsc:.3f}, cyst inside {c.meta['cyst_inside_fraction']:.2f}")
+        assert 0.1 <= frac <= 0.5
+        assert slice_max[2] < 1.5                         # axial (the papers' statement)
+        assert max(slice_max) < 2.0                       # coronal/sagittal: see data/README.md
+        assert 90 <= med <= 130
+        assert dsc < 0.35                                 # intensity alone fails
+    assert sum(r[5] >= 0.95 for r in rows) >= 2           # cysts inside the pancreas, mostly
+
+
+def test_lookalikes_sit_in_the_box(standard_cases):
+    """Look-alike bowel lies inside the pancreas's per-slice box + 20 px in the axial view."""
+    c = next(c for c in standard_cases if c.meta["lookalikes"])
+    p, look = np.isin(c.labels, (1, 2)), c.labels == 14
+    inside = 0
+    for z in range(p.shape[2]):
+        if p[:, :, z].any() and look[:, :, z].any():
+            xs, ys = np.where(p[:, :, z])
+            box = look[max(xs.min() - 20, 0):xs.max() + 21, max(ys.min() - 20, 0):ys.max() + 21, z]
+            inside += box.sum()
+    assert inside > 200
+
+
+# -- writing --------------------------------------------------------------------------------------
+def test_write_dataset_layout_and_resume(tmp_path):
+    cfg = phantom_preset("smoke")
+    out = write_dataset(tmp_path / "ph", cfg, 2, seed=3, progress=False)
+    assert out["written"] == 2
+    d = json.loads((tmp_path / "ph" / "dataset.json").read_text())
+    assert d["numTraining"] == 2 and d["labels"]["1"] == "pancreas" and d["labels"]["2"] == "cyst"
+    assert d["generator"]["seed"] == 3 and d["generator"]["config"] == cfg.to_dict()
+    assert [e["image"] for e in d["training"]] == ["./imagesTr/phantom_000.nii.gz",
+                                                   "./imagesTr/phantom_001.nii.gz"]
+    refs = list_cases(tmp_path / "ph")
+    assert [r.id for r in refs] == ["phantom_000", "phantom_001"] and refs[0].source == "phantom"
+    case = load_case(refs[1])
+    ref = make_case(cfg, 3, 1)
+    assert np.array_equal(case.labels, ref.labels)
+    assert np.abs(case.image - ref.image).max() <= 0.5 + 1e-3       # stored as int16 HU
+    assert np.allclose(case.affine, ref.affine, atol=1e-4)
+    assert not [p for p in (tmp_path / "ph").rglob(".*")]            # no temporary files left
+    again = write_dataset(tmp_path / "ph", cfg, 3, seed=3, progress=False)
+    assert again["skipped"] == 2 and again["written"] == 1
+    with pytest.raises(DataError, match="other settings"):
+        write_dataset(tmp_path / "ph", cfg, 3, seed=4, progress=False)
