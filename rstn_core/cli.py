@@ -8,6 +8,8 @@
     rstn folds   --notebook notebooks/06_rstn_testing.ipynb --folds 0 1 2 3 -p scale paper
     rstn run     --scale smoke          (the main job: data, train, test, table)
     rstn config  --scale smoke [--out FILE]
+    rstn book    [--scale smoke]     (execute every notebook and build the book)
+    rstn bench   --scale standard    (speed and memory; see benchmarks/README.md)
 
 Bad input ends with one line `rstn: error: ...` and exit code 2, never a traceback.
 """
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="test one fold (Algorithm 1 or 2) and write results.json")
     _add_common(p)
+    p.add_argument("--equal-time", action="store_true",
+                   help="stepwise: fine nets at the coarse nets' training time (snapshots)")
 
     p = sub.add_parser("report", help="aggregate fold results into the papers' tables")
     p.add_argument("--runs", default="runs", help="run folder root (default: runs)")
@@ -88,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["stepwise"], choices=["stepwise", "rstn"],
                    help="methods to run (default: stepwise)")
     p.add_argument("--folds", type=int, nargs="+", default=[0], help="folds (default: 0)")
+    p = sub.add_parser("book", help="execute every notebook and build the book (jupyter-book)")
+    p.add_argument("--scale", default="smoke", choices=["smoke", "standard", "paper"],
+                   help="scale the notebooks run at (default: smoke)")
+
+    p = sub.add_parser("bench", help="benchmarks: slices/s, Algorithm 1/2 time, memory, FLOP/s",
+                       add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `rstn bench --help`")
     return ap
 
 
@@ -164,7 +175,8 @@ def _cmd_test(args):
     from .pipeline import test_fold
     from .report import fold_table
     cfg = _config(args)
-    res = test_fold(cfg, args.method, args.fold, progress=not args.quiet)
+    res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
+                    equal_time=args.equal_time)
     print(fold_table(res))
     print(f"results: {res['path']}")
 
@@ -185,9 +197,36 @@ def _cmd_run(args):
     main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
 
+def _cmd_book(args):
+    import os
+    import shutil
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "_config.yml").is_file():
+        raise FileNotFoundError(f"no _config.yml in {root}; run from a clone of the repository.")
+    env = dict(os.environ)
+    if args.scale == "smoke":
+        env["RSTN_SMOKE"] = "1"
+    shutil.rmtree(root / "_build" / ".jupyter_cache", ignore_errors=True)
+    t0 = time.perf_counter()
+    run = subprocess.run([shutil.which("jupyter-book") or "jupyter-book", "build", str(root),
+                          "--path-output", str(root)], env=env)
+    index = root / "_build" / "html" / "index.html"
+    if run.returncode or not index.is_file():
+        raise RuntimeError(f"the book build failed (exit {run.returncode}); see the log above.")
+    print(f"book built in {time.perf_counter() - t0:.0f} s: {index}")
+
+
+def _cmd_bench(args):
+    from .bench import bench_main
+    code = bench_main(args.bench_args)
+    if code:
+        raise SystemExit(code)
+
+
 COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_config,
             "train": _cmd_train, "test": _cmd_test, "report": _cmd_report,
-            "folds": _cmd_folds, "run": _cmd_run}
+            "folds": _cmd_folds, "run": _cmd_run, "book": _cmd_book, "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:
@@ -199,7 +238,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            PermissionError) as e:
+            PermissionError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"rstn: error: {msg}", file=sys.stderr)
         return 2

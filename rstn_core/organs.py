@@ -140,10 +140,13 @@ def merge_organs(probs: dict, threshold: float = 0.5, values: dict | None = None
         elif p.shape != shape:
             raise ValueError(f"merge_organs: every map must have one shape; {names[0]!r} is "
                              f"{shape} but {name!r} is {p.shape}.")
-        if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1 or np.isnan(p).any()):
+        if p.size and not np.isfinite(p).all():
             raise ValueError(f"merge_organs: {name!r} must hold probabilities in [0, 1], got "
-                             f"values in [{np.nanmin(p)}, {np.nanmax(p)}]"
-                             f"{' (uint8 0..255? divide by 255)' if np.nanmax(p) > 1 else ''}.")
+                             f"NaN or inf values.")
+        if p.size and (p.min() < 0 or p.max() > 1):
+            raise ValueError(f"merge_organs: {name!r} must hold probabilities in [0, 1], got "
+                             f"values in [{p.min()}, {p.max()}]"
+                             f"{' (uint8 0..255? divide by 255)' if p.max() > 1 else ''}.")
         p = p.astype(np.float32, copy=False)
         win = p > best_p                                   # strict: ties stay with the earlier
         best_p[win] = p[win]                               # max_k P_k(i)

@@ -46,7 +46,7 @@ def _n_images(root: Path) -> int:
 
 def fold_cases(cfg: Config, fold: int, progress: bool = True):
     """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids."""
-    from ._stopgap import fold_split, list_cases
+    from .data import fold_split, list_cases
     refs = list_cases(dataset_root(cfg, progress))
     refs = [r for r in refs if r.label is not None]
     if cfg.data_root is None:
@@ -81,19 +81,22 @@ def _check_config(cfg: Config, folder: Path):
 
 
 def _case_views(cfg: Config, ref, cache):
-    """Per view: (N, H, W) uint8 windowed slices and the binary target, view axis first."""
-    from ._stopgap import load_case
-    from .data.labels import target_mask
-    from .views import VIEW_AXIS, to_view, window
-    c = load_case(ref.image, ref.label)
-    img = np.round(window(c.image) * 255).astype(np.uint8)
-    lab = target_mask(c, cfg.target).astype(np.uint8)
-    return {v: (np.ascontiguousarray(to_view(img, v)), np.ascontiguousarray(to_view(lab, v)))
-            for v in VIEW_AXIS}
+    """Per view: (N, H, W) uint8 windowed slices and the binary target, view axis first
+    (from the memory-mapped per-case cache, rebuilt when the source file changes)."""
+    from .data.labels import target_values
+    names = {int(k): v for k, v in cache.info(ref)["label_names"].items()}
+    values = target_values(names, cfg.target)
+    if not values:
+        from .data import DataError
+        raise DataError(f"{ref.id}: no label of target {cfg.target!r}; known: "
+                        f"{sorted(set(names.values()) - {'background'})}.")
+    return {v: (img, np.isin(lab, values).astype(np.uint8))
+            for v, (img, lab) in cache.get(ref).items()}
 
 
-def training_slices(cfg: Config, refs, view: str, cache):
+def training_slices(cfg: Config, refs, view: str, cache=None):
     from .slices import SliceSet
+    cache = cache or _cache(cfg)
     imgs, labs = [], []
     for r in refs:
         v = _case_views(cfg, r, cache)[view]
@@ -103,7 +106,8 @@ def training_slices(cfg: Config, refs, view: str, cache):
 
 
 def _cache(cfg: Config):
-    return None
+    from .data import CaseCache
+    return CaseCache(Path("data") / "cache")
 
 
 def _set_threads(cfg: Config):
@@ -149,21 +153,25 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     return stats
 
 
-def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=None):
+def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=None,
+                equal_time: bool = False):
     from .rstn import load_rstn
     from .stepwise import load_stepwise
     folder = run_dir(cfg, method, fold, tag)
     if method == "stepwise":
-        return load_stepwise(cfg, folder, max(slice_sizes.values()))
+        return load_stepwise(cfg, folder, max(slice_sizes.values()), equal_time)
     return load_rstn(cfg, folder, slice_sizes)
 
 
-def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "") -> dict:
-    """Evaluate one fold's test cases with all rounds; write test/results.json (+ probs)."""
+def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
+              equal_time: bool = False) -> dict:
+    """Evaluate one fold's test cases with all rounds; write test/results.json (+ probs).
+
+    equal_time (stepwise): fine nets at the coarse nets' training time, into test_equal_time/.
+    """
     from tqdm.auto import tqdm
 
-    from ._stopgap import load_case
-    from .data.labels import target_mask
+    from .data import load_case, target_mask
     from .evaluate import evaluate_rstn_case, evaluate_stepwise_case
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
@@ -173,13 +181,14 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "")
                                 f"--fold {fold} --scale {cfg.scale}` first.")
     rows, times = [], []
     models = None
+    test_dir = "test_equal_time" if equal_time else "test"
     for ref in tqdm(test_refs, desc=f"test {method} fold {fold}", disable=not progress):
         case = load_case(ref.image, ref.label)
         label = target_mask(case, cfg.target)
         if models is None:
             sizes = {v: max(np.moveaxis(case.image, a, 0).shape[1:])
                      for v, a in zip(("coronal", "sagittal", "axial"), range(3))}
-            models = load_method(cfg, method, fold, tag, sizes)
+            models = load_method(cfg, method, fold, tag, sizes, equal_time)
         t0 = time.perf_counter()
         if method == "stepwise":
             row, res = evaluate_stepwise_case(case.image, label, models, cfg.test.T)
@@ -189,14 +198,15 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "")
             row, res = evaluate_rstn_case(case.image, label, models, cfg.test.T)
             final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
         times.append(time.perf_counter() - t0)
-        atomic_savez(folder / "test" / "probs" / f"{ref.id}.npz",
+        atomic_savez(folder / test_dir / "probs" / f"{ref.id}.npz",
                      prob=np.round(final * 255).astype(np.uint8))
         rows.append({"id": ref.id, **row})
     res = {"method": method, "fold": fold, "scale": cfg.scale, "target": cfg.target,
            "variant": variant_name(cfg) if method == "rstn" else "",
            "cases": rows, "seconds_per_case": float(np.mean(times)) if times else 0.0,
            "config": cfg.to_dict()}
-    path = atomic_write_json(folder / "test" / "results.json", res)
+    res["equal_time"] = equal_time
+    path = atomic_write_json(folder / test_dir / "results.json", res)
     res["path"] = str(path)
     return res
 

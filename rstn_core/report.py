@@ -13,7 +13,7 @@ from .io import atomic_write_text
 from .metrics import format_summary, paired_comparison, summarize
 
 __all__ = ["collect", "miccai_table", "rstn_table", "convergence_table", "comparison_table",
-           "fold_table", "report"]
+           "claim_table", "fold_table", "report"]
 
 ROUNDS = (1, 2, 3, 5, 10)
 
@@ -126,6 +126,28 @@ def comparison_table(a_rows, b_rows, a_name="RSTN (thr 0.99)", b_name="stepwise 
         f"{100 * ca['largest_loss']:+.2f} | {ca['p_value']:.3g} |"])
 
 
+def claim_table(runs_root, scale: str) -> str:
+    """The MICCAI claim measured fairly: fine stage (d(t) > 0.95) vs the fused coarse result,
+    paired over the same cases, at equal iterations (test/) and at equal time
+    (test_equal_time/: each fine net at its coarse net's training time)."""
+    lines = ["| fine stage (d > 0.95) vs | training | n | mean gain ± std (points) | "
+             "wins / losses | p (paired t) |", "|---|---|---|---|---|---|"]
+    for sub, what in (("test", "equal iterations"), ("test_equal_time", "equal time")):
+        rows = []
+        for path in sorted(Path(runs_root).glob(f"{scale}/stepwise/fold*/{sub}/results.json")):
+            rows += json.loads(path.read_text())["cases"]
+        if not rows:
+            continue
+        fine = np.array([r["stop"]["0.95"]["dsc"] for r in rows])
+        for ref, key in (("fused coarse", "coarse"), ("fused coarse + components",
+                                                      "coarse_components")):
+            c = paired_comparison(fine, np.array([r[key] for r in rows]))
+            lines.append(f"| {ref} | {what} | {c['n']} | {100 * c['mean_gain']:+.2f} ± "
+                         f"{100 * c['std_gain']:.2f} | {c['wins']} / {c['losses']} | "
+                         f"{c['p_value']:.3g} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def fold_table(res: dict) -> str:
     """The table of one fold's results.json (as `rstn test` prints it)."""
     rows = [dict(r, fold=res["fold"]) for r in res["cases"]]
@@ -150,6 +172,9 @@ def report(runs_root="runs", scale: str | None = None, book_path=None) -> str:
         if step:
             parts.append(f"### Stepwise (MICCAI Algorithm 1), {len(step)} cases\n\n"
                          + miccai_table(step) + "\n\n" + _views_and_pp(step) + "\n")
+            claim = claim_table(runs_root, sc)
+            if claim:
+                parts.append("### Does the fine stage beat the coarse one?\n\n" + claim + "\n")
         for name, rows in rstns.items():
             parts.append(f"### {name} (CVPR Algorithm 2), {len(rows)} cases\n\n"
                          + miccai_table(rows, strict=False) + "\n\n" + _views_and_pp(rows) + "\n")

@@ -104,16 +104,34 @@ class StepwiseNets:
         return list(self.coarse)
 
 
-def load_stepwise(cfg: Config, run_dir, slice_size: int = 512) -> StepwiseNets:
+def load_stepwise(cfg: Config, run_dir, slice_size: int = 512,
+                  equal_time: bool = False) -> StepwiseNets:
     """Load the finished nets of a stepwise fold run (weights_only); the test margin is
-    scaled from 512-px slices to `slice_size`."""
+    scaled from 512-px slices to `slice_size`.
+
+    equal_time: each fine net is replaced by its last snapshot whose training time does not
+    exceed its view's coarse net's (cpu_experiment.md: a cheaper fine iteration can pose as a
+    method gain; this compares the two stages at equal training time).
+    """
+    from .io import load_checkpoint
+    from .train import FINAL, snapshot_at_time
     run_dir = Path(run_dir)
     coarse, fine = {}, {}
     for v in cfg.views:
         coarse[v] = load_final(run_dir / f"{v}_coarse", build_net(cfg)).eval()
         fine[v] = load_final(run_dir / f"{v}_fine", build_net(cfg)).eval()
-    return StepwiseNets(coarse, fine, margin=scaled_px(cfg.test.margin, slice_size), zoom=cfg.train.zoom,
-                        batch_size=cfg.test.batch_size, device=cfg.device,
+        if equal_time:
+            budget = load_checkpoint(run_dir / f"{v}_coarse" / FINAL)["seconds"]
+            fine_final = load_checkpoint(run_dir / f"{v}_fine" / FINAL)
+            if fine_final["seconds"] > budget:
+                snap = snapshot_at_time(run_dir / f"{v}_fine", budget)
+                if snap is None:
+                    raise FileNotFoundError(f"{run_dir / f'{v}_fine'}: no snapshot within the "
+                                            f"coarse net's {budget:.0f} s; train with "
+                                            "train.keep_snapshots=true.")
+                fine[v].load_state_dict(load_checkpoint(snap)["model"])
+    return StepwiseNets(coarse, fine, margin=scaled_px(cfg.test.margin, slice_size),
+                        zoom=cfg.train.zoom, batch_size=cfg.test.batch_size, device=cfg.device,
                         coarse_components=cfg.test.coarse_components)
 
 

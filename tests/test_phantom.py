@@ -132,6 +132,21 @@ def test_knobs_lookalike_cysts_contrast():
     assert c1.meta["hu"]["look_solid"] == c1.meta["hu"]["pancreas"]
 
 
+def test_a_knob_changes_only_its_own_part():
+    """Same patient with and without look-alikes or cysts; same patient at every scale."""
+    cfg = phantom_preset("smoke")
+    a = make_case(replace(cfg, lookalike=0.0), 0, 1)
+    b = make_case(replace(cfg, lookalike=1.0), 0, 1)
+    assert np.array_equal(np.isin(a.labels, (1, 2)), np.isin(b.labels, (1, 2)))
+    c = make_case(replace(cfg, lookalike=0.0, cysts=False), 0, 1)
+    assert np.array_equal(a.labels == 10, c.labels == 10)          # the liver is untouched
+    assert a.meta["hu"] == c.meta["hu"] and not (c.labels == 2).any()
+    std = make_case(phantom_preset("standard"), 0, 1).meta
+    smoke = make_case(cfg, 0, 1).meta
+    assert std["lookalikes"] == smoke["lookalikes"] and std["hu"] == smoke["hu"]
+    assert abs(std["pancreas_ml"] - smoke["pancreas_ml"]) < 0.15 * std["pancreas_ml"]
+
+
 def test_target_scale_grows_the_pancreas():
     cfg = phantom_preset("smoke")
     small = make_case(replace(cfg, target_scale=0.8), 0, 1).meta["pancreas_ml"]
@@ -151,7 +166,7 @@ def test_measured_difficulty(standard_cases):
         dsc = best_interval_dsc(c.image, p)
         rows.append((c.id, frac, slice_max, med, dsc, c.meta["cyst_inside_fraction"]))
         print(f"{c.id}: pancreas {frac:.3f}% of voxels, max slice % (cor/sag/ax) "
-              f"{[round(s, 2) for s in slice_max]}, median HU {med:.0f}, "
+              f"{[round(float(s), 2) for s in slice_max]}, median HU {med:.0f}, "
               f"best HU interval DSC {dsc:.3f}, cyst inside {c.meta['cyst_inside_fraction']:.2f}")
         assert 0.1 <= frac <= 0.5
         assert slice_max[2] < 1.5                         # axial (the papers' statement)

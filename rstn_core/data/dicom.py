@@ -141,8 +141,8 @@ def read_dicom_series(path, min_slices: int = 2):
             warnings.warn(f"{path}: uneven slice spacing ({gaps.min():.2f}..{gaps.max():.2f} mm); "
                           f"using the median {dz:.2f} mm (missing slices?)", stacklevel=2)
     else:
-        dz = float(getattr(ds0, "SpacingBetweenSlices", None) or getattr(ds0, "SliceThickness", None)
-                   or 1.0)
+        dz = float(getattr(ds0, "SpacingBetweenSlices", None)
+                   or getattr(ds0, "SliceThickness", None) or 1.0)
     slices = []
     shape2d = None
     for f, ds in items:

@@ -21,8 +21,8 @@ def make_folds(case_ids, k: int = 4) -> list[list[str]]:
     """
     ids = sorted(str(i) for i in case_ids)
     if len(set(ids)) != len(ids):
-        raise DataError(f"make_folds: duplicate case ids {sorted({i for i in ids if ids.count(i) > 1})}; "
-                        "every case needs its own id.")
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"make_folds: duplicate case ids {dup}; every case needs its own id.")
     if not isinstance(k, int) or k < 2:
         raise DataError(f"make_folds: k must be an integer >= 2, got {k!r}.")
     if len(ids) < k:

@@ -5,7 +5,8 @@ the affine (nibabel's closest canonical), DICOM via ImageOrientationPatient (see
 `list_cases(root)` detects the layout:
 
 - phantom / MSD: ``root/dataset.json`` + ``imagesTr/*.nii.gz`` + ``labelsTr/*.nii.gz``
-  (``._*`` junk skipped; a dataset.json with a "generator" entry is the phantom);
+  (``._*`` junk skipped; a dataset.json with a "generator" entry is the phantom); MSD's
+  ``imagesTs/`` scans are listed too, with ``label=None``;
 - NIH Pancreas-CT: ``root/**/PANCREAS_00XX/<uid>/<uid>/*.dcm`` and ``root/**/label00XX.nii.gz``;
 - a single NIfTI file, a DICOM file or folder, or a folder of NIfTI files: scans without label.
 
@@ -93,7 +94,8 @@ def read_nifti(path, kind: str = "image", allow_2d: bool = False):
     data = data.reshape(tuple(data.shape[:3]) + (1,) * (3 - data.ndim)) if data.ndim < 3 \
         else data.reshape(data.shape[:3])
     affine = img.affine
-    if affine is None or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+    if affine is None or not np.all(np.isfinite(affine)) or \
+            abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise DataError(f"{path}: missing or singular affine in the header; re-export the file "
                         "with its orientation (qform/sform).")
     raw = (data, np.asarray(affine, float))
@@ -192,7 +194,8 @@ def _dicom_label(image, img_aff, info, label_path):
     """
     lab, lab_aff, (raw, _) = read_nifti(label_path, "label", allow_2d=image.shape[2] == 1)
     cands = []
-    if lab.shape == image.shape and np.allclose(lab_aff, img_aff, atol=0.05 * min(spacing_of(img_aff))):
+    tol = 0.05 * min(spacing_of(img_aff))
+    if lab.shape == image.shape and np.allclose(lab_aff, img_aff, atol=tol):
         cands.append(("its header", lab))
     raw = _as_label(raw, label_path)
     ishape = tuple(info["index_shape"])
@@ -364,6 +367,11 @@ def _msd_refs(root: Path, source: str) -> list[CaseRef]:
     if not refs:
         raise DataError(f"{root}: no training images in imagesTr/; extract the archive completely "
                         "(or regenerate the phantom).")
+    seen = {r.id for r in refs}
+    if (root / "imagesTs").is_dir():          # MSD test images: scans without labels
+        for img in sorted(p for p in (root / "imagesTs").glob("*.nii*") if _visible(p)):
+            if _stem(img) not in seen:
+                refs.append(CaseRef(_stem(img), str(img), None, source))
     return sorted(refs, key=lambda r: r.id)
 
 

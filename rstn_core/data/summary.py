@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ def _header(ref):
             return tuple(img.shape[:3]), tuple(float(z) for z in img.header.get_zooms()[:3]), \
                 axcodes(img.affine)
         except Exception:
-            raise DataError(f"{p}: not a readable NIfTI file; download or extract it again.") from None
+            raise DataError(f"{p}: not a readable NIfTI file; download or extract it "
+                            "again.") from None
     import pydicom
     from .dicom import find_dicom_files
     files = [p] if p.is_file() else find_dicom_files(p)
@@ -38,6 +40,15 @@ def _header(ref):
     except Exception as e:
         raise DataError(f"{files[0]}: cannot read the DICOM header ({type(e).__name__}); copy "
                         "the series again.") from None
+
+
+def _wrap(items, sep, head, width=96):
+    """Wrap `items` joined by `sep` without breaking inside an item."""
+    nb = "\u00a0"
+    text = sep.join(i.replace(" ", nb) for i in items)
+    lines = textwrap.wrap(text, width, initial_indent=head, subsequent_indent=" " * len(head),
+                          break_long_words=False, break_on_hyphens=False)
+    return [ln.replace(nb, " ") for ln in lines]
 
 
 def _fmt3(t, f="{:g}"):
@@ -60,7 +71,7 @@ def _case_lines(case) -> list[str]:
     counts = np.bincount(case.labels.ravel(), minlength=256)
     parts = [f"{v} {n} {counts[v] * case.voxel_ml:.1f} ml" for v, n in case.label_names.items()
              if v != 0 and v < 256]
-    lines.append("labels   " + "; ".join(parts))
+    lines += _wrap(parts, "; ", "labels   ")
     hu = pancreas_mean_hu(case.image, case.labels, case.label_names)
     if hu is not None:
         ok = "ok" if 40 <= hu <= 200 else "SUSPICIOUS: label misaligned?"
@@ -94,7 +105,11 @@ def inspect_path(path) -> str:
     if len(refs) == 1 and source in ("nifti", "dicom"):
         r = refs[0]
         _, _, codes = _header(r)
-        case = load_case(r.image, r.label, allow_2d=True)
+        label = r.label
+        if p.is_file() and p.parent.name.startswith("images"):     # its label, if beside it
+            cand = p.parent.parent / ("labels" + p.parent.name[len("images"):]) / p.name
+            label = str(cand) if cand.is_file() else None
+        case = load_case(r.image, label, allow_2d=True)
         head = f"scan     {p} ({source}; stored as {codes})"
         return "\n".join([head] + _case_lines(case))
     n_lab = sum(r.label is not None for r in refs)
@@ -106,7 +121,7 @@ def inspect_path(path) -> str:
     if dj.is_file():
         d = json.loads(dj.read_text())
         labels = d.get("labels", {})
-        lines.append("labels   " + ", ".join(f"{k} {v}" for k, v in labels.items()))
+        lines += _wrap([f"{k} {v}" for k, v in labels.items()], ", ", "labels   ")
         gen = d.get("generator")
         if gen:
             c = gen.get("config", {})
@@ -121,8 +136,11 @@ def inspect_path(path) -> str:
                              f"{float(np.median(ml)):.0f}) over the cases")
     shp = _fmt3(shapes[0]) if len(shapes) == 1 else \
         f"{len(shapes)} sizes, {_fmt3(shapes[0])} .. {_fmt3(shapes[-1])}"
-    lines.append(f"shapes   {shp}; spacing {_fmt3(sp.min(0), '{:.2f}')} .. "
-                 f"{_fmt3(sp.max(0), '{:.2f}')} mm; stored as {', '.join(sorted({h[2] for h in heads}))}")
+    spc = _fmt3(sp.min(0), '{:.2f}')
+    if not np.allclose(sp.min(0), sp.max(0), atol=5e-3):
+        spc += " .. " + _fmt3(sp.max(0), '{:.2f}')
+    lines.append(f"shapes   {shp}; spacing {spc} mm; stored as "
+                 f"{', '.join(sorted({h[2] for h in heads}))}")
     lines += _fold_lines(p, [r.id for r in refs])
     first = refs[0]
     case = load_case(first)
