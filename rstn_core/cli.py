@@ -217,19 +217,16 @@ def _cmd_book(args):
     print(f"book built in {time.perf_counter() - t0:.0f} s: {index}")
 
 
-def _cmd_bench(args):
-    from .bench import bench_main
-    code = bench_main(args.bench_args)
-    if code:
-        raise SystemExit(code)
-
-
 COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_config,
             "train": _cmd_train, "test": _cmd_test, "report": _cmd_report,
-            "folds": _cmd_folds, "run": _cmd_run, "book": _cmd_book, "bench": _cmd_bench}
+            "folds": _cmd_folds, "run": _cmd_run, "book": _cmd_book}
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":          # bench parses its own flags
+        from .bench import bench_main
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.cmd](args)

@@ -606,7 +606,8 @@ class _Phantom:
         yc = self.y_v - 80.0 * bs + b_post          # posterior skin ~80 mm behind the spine
         t_ant, t_lat, t_post = r.uniform(8, 26), r.uniform(8, 24), r.uniform(8, 18)
         m = r.uniform(6, 9)
-        self.body = dict(a=a, b_ant=b_ant, b_post=b_post, yc=yc, t_lat=t_lat, m=m)
+        self.body = dict(a=a, b_ant=b_ant, b_post=b_post, yc=yc, t_lat=t_lat, m=m,
+                         cavity=(a - t_lat - m, b_ant - t_ant - m, b_post - t_post - m))
         X = g.axes[0][:, None]
         Y = g.axes[1][None, :]
         b = np.where(Y > yc, b_ant, b_post).astype(np.float32)
@@ -989,20 +990,32 @@ class _Phantom:
             nh *= np.where(nh[:, 1:2] < 0, -1.0, 1.0)             # the anterior side
             horiz = dist * math.sqrt(max(1.0 - dzf ** 2, 0.36))
             path = ch + nh * horiz[:, None]
-            # both ends turn away from the pancreas in the same plane and open beyond the margin
+            # both ends turn away from the pancreas in the same plane, open beyond the margin
+            # and fold back into the abdomen (a loop, kept inside the cavity)
             ends = []
             for k, (p_end, t_dir, nr) in enumerate(((path[0], -th[0], nh[0]),
                                                     (path[-1], th[-1], nh[-1]))):
                 dvec = _unit(t_dir * (1 - turn[k]) + nr * turn[k])
-                L = margin + ln_out[k]
-                ends.append(np.array([p_end + dvec * L * f for f in (0.33, 0.66, 1.0)]))
+                p1 = p_end + dvec * (margin + 18.0)
+                d2 = np.array([-dvec[1], dvec[0], 0.0])
+                away = p1 - self.p_pts.mean(0)
+                if np.dot(d2[:2], away[:2]) < 0:
+                    d2 = -d2                                     # fold away from the gland
+                d2 = _unit(0.5 * dvec + d2)
+                pts_k = [p_end + dvec * (margin + 18.0) * 0.5, p1, p1 + d2 * ln_out[k] * 0.5,
+                         p1 + d2 * ln_out[k]]
+                ends.append(np.array([self._in_cavity(q, r_open + 6) for q in pts_k]))
             ctrl = np.vstack([ends[0][::-1], path, ends[1]])
             pts = _spline(ctrl, self.step)[0]
-            # outer radius: the look-alike's thickness near the gland, a normal loop outside
-            dc = np.min(np.linalg.norm(pts[:, None, :] - self.p_pts[None, ::3, :], axis=2),
-                        axis=1)
+            # outer radius: the look-alike's thickness along the gland, a normal loop once it
+            # has left the gland by more than the margin (arc length from the parallel part)
+            seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+            s_arc = np.concatenate([[0.0], np.cumsum(seg)])
+            i0 = int(np.argmin(np.linalg.norm(pts - path[0], axis=1)))
+            i1 = int(np.argmin(np.linalg.norm(pts - path[-1], axis=1)))
+            beyond = np.maximum(s_arc[i0] - s_arc, s_arc - s_arc[i1])     # <= 0 on the part
             rmid = float(np.mean(rl))
-            opn = _smoothstep((dc - (rmid + margin)) / 14.0)
+            opn = _smoothstep((beyond - 0.9 * margin) / 12.0)
             rad = rmid + (r_open - rmid) * opn
             lum = np.where(opn > 0.15, (rad - 2.5) * opn, 0.0)
             gas = np.full(len(pts), 0.45 if exit_gas else 0.0)
@@ -1013,6 +1026,20 @@ class _Phantom:
                               noise=(self.p_lob[0], lobn), pad=self.p_lob[0] * 3)
             self.looks.append(name)
         self.meta["lookalikes"] = list(self.looks)
+
+    def _in_cavity(self, p, inset):
+        """Pull point p (mm) inside the abdominal cavity's ellipse shrunk by `inset` mm."""
+        a, b_ant, b_post = self.body["cavity"]
+        yc = self.body["yc"]
+        b = b_ant if p[1] > yc else b_post
+        q = np.array([p[0] / max(a - inset, 10.0), (p[1] - yc) / max(b - inset, 10.0)])
+        k = float(np.hypot(*q))
+        if k <= 1.0:
+            return np.asarray(p, float)
+        out = np.array(p, float)
+        out[0] /= k
+        out[1] = yc + (p[1] - yc) / k
+        return out
 
     # the pancreas itself, its cysts, duct and fat planes ------------------------------------
     def _pancreas_paint(self):
