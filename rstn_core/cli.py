@@ -230,6 +230,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.cmd](args)
+    except BrokenPipeError:                     # `rstn inspect ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("rstn: interrupted; rerun with --resume to continue from the last checkpoint.",
               file=sys.stderr)

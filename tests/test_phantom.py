@@ -176,17 +176,37 @@ def test_measured_difficulty(standard_cases):
     assert sum(r[5] >= 0.95 for r in rows) >= 2           # cysts inside the pancreas, mostly
 
 
-def test_lookalikes_sit_in_the_box(standard_cases):
-    """Look-alike bowel lies inside the pancreas's per-slice box + 20 px in the axial view."""
-    c = next(c for c in standard_cases if c.meta["lookalikes"])
-    p, look = np.isin(c.labels, (1, 2)), c.labels == 14
-    inside = 0
-    for z in range(p.shape[2]):
-        if p[:, :, z].any() and look[:, :, z].any():
+def test_lookalikes_sit_in_the_box_and_open_outside_it():
+    """Axial view, box = the pancreas's per-slice box + 9 px (the standard test frame): solid
+    look-alike bowel lies inside it, and its loop's lumen shows in the same slice outside it."""
+    from scipy import ndimage
+
+    from rstn_core.data import phantom as ph
+    inside = lumen_out = lumen_in = 0
+    for cid in (0, 3):
+        gen = ph._Phantom(phantom_preset("standard"), 0, cid)
+        T = gen.build()
+        p = np.isin(ph._LABEL_LUT[T], (1, 2))
+        look = ph._LABEL_LUT[T] == 14
+        solid = T == ph._T["look_solid"]
+        lumen = np.isin(T, (ph._T["look_fluid"], ph._T["look_gas"]))
+        for z in range(T.shape[2]):
+            if not p[:, :, z].any():
+                continue
             xs, ys = np.where(p[:, :, z])
-            box = look[max(xs.min() - 20, 0):xs.max() + 21, max(ys.min() - 20, 0):ys.max() + 21, z]
-            inside += box.sum()
-    assert inside > 200
+            box = np.zeros(p.shape[:2], bool)
+            box[max(xs.min() - 9, 0):xs.max() + 10, max(ys.min() - 9, 0):ys.max() + 10] = True
+            comps, _ = ndimage.label(look[:, :, z], np.ones((3, 3)))
+            for k in np.unique(comps[solid[:, :, z] & box]):
+                comp = comps == k
+                n = int((comp & box & solid[:, :, z]).sum())
+                inside += n
+                lumen_out += n * bool((comp & lumen[:, :, z] & ~box).any())
+                lumen_in += n * bool((comp & lumen[:, :, z] & box).any())
+    print(f"look-alike solid voxels in the box: {inside}; lumen in the slice outside the box "
+          f"{lumen_out / inside:.0%}, inside it {lumen_in / inside:.0%}")
+    assert inside > 500
+    assert lumen_out > 0.5 * inside and lumen_in < 0.2 * inside
 
 
 # -- writing --------------------------------------------------------------------------------------
