@@ -77,7 +77,7 @@ def evaluate_rstn_case(image: np.ndarray, label: np.ndarray, models, T: int = 10
         "fine_components": dsc(keep_large_components(res.masks[stop["0.99"]["iterations"]]),
                                label),
         "oracle": dsc(rstn_oracle(image, label, models, "strong"), label),
-        "oracle_weak": dsc(rstn_oracle(image, label, models, "weak"), label),
+        "oracle_weak": dsc(rstn_oracle(image, label, models, "weak", p0=res.probs[0]), label),
         "fallback": res.fallback,
         "windows_run": res.windows_run,
     }

@@ -35,8 +35,8 @@ def dataset_root(cfg: Config, progress: bool = True) -> Path:
         return root
     from .data.phantom import write_dataset
     root = Path("data") / f"phantom_{cfg.scale}"
-    if not (root / "dataset.json").is_file() or _n_images(root) < cfg.n_cases:
-        write_dataset(root, cfg.phantom, cfg.n_cases, cfg.seed, progress=progress)
+    # resumable: writes missing cases, refuses a folder made with another phantom config
+    write_dataset(root, cfg.phantom, cfg.n_cases, cfg.seed, progress=progress)
     return root
 
 

@@ -55,7 +55,10 @@ def miccai_table(rows: list, strict: bool = True) -> str:
                           [r["stop"][R]["iterations"] for r in rows]))
     lines.append(_row("best among all iterations", [r["stop"]["best"]["dsc"] for r in rows],
                       [r["stop"]["best"]["iterations"] for r in rows]))
-    lines.append(_row("oracle bounding box", [r["oracle"] for r in rows]))
+    if "oracle_weak" in rows[0]:
+        lines.append(_row("strong oracle (GT box and GT weights)", [r["oracle"] for r in rows]))
+    else:
+        lines.append(_row("oracle bounding box", [r["oracle"] for r in rows]))
     if "oracle_weak" in rows[0]:
         lines.append(_row("weak oracle (GT box, predicted weights)",
                           [r["oracle_weak"] for r in rows]))

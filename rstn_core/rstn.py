@@ -254,16 +254,18 @@ def rstn_predict(image: np.ndarray, models: RSTNModels, thr: float | None = 0.99
 
 
 def rstn_oracle(image: np.ndarray, label: np.ndarray, models: RSTNModels, kind: str = "strong",
-                hu: bool = True) -> np.ndarray:
+                hu: bool = True, p0: np.ndarray | None = None) -> np.ndarray:
     """One fine round with ground truth: `strong` = GT for cropping and weighting,
-    `weak` = GT for cropping only (weights from the coarse P(0)) (AAAI short paper)."""
+    `weak` = GT for cropping only (weights from the coarse P(0), recomputed unless given)
+    (AAAI short paper)."""
     vol = window(image) if hu else np.asarray(image, np.float32)
     gt = label.astype(np.float32)
     if kind == "strong":
         p, _ = _fine_round(vol, models, gt)
     elif kind == "weak":
-        p0, _, _ = _coarse(vol, models)
-        p, _ = _fine_round(vol, models, p0, boxes_from=gt)
+        if p0 is None:
+            p0, _, _ = _coarse(vol, models)
+        p, _ = _fine_round(vol, models, np.asarray(p0, np.float32), boxes_from=gt)
     else:
         raise ValueError(f"unknown oracle {kind!r}; expected 'strong' or 'weak'.")
     return p >= 0.5

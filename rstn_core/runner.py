@@ -1,8 +1,10 @@
 """Run a notebook once per cross-validation fold with papermill (resumable).
 
 `rstn folds --notebook notebooks/06_rstn_testing.ipynb --folds 0 1 2 3 -p scale paper -p device cuda`
-writes runs/notebooks/<notebook>/<scale>/fold<K>.ipynb; a fold whose output notebook finished
-(a `.done` marker beside it) is skipped, so an interrupted sweep continues where it stopped.
+writes runs/notebooks/<notebook>/<scale>/fold<K>.ipynb, with every fold's run folders under
+runs/notebooks/<notebook>/<scale>/runs/ (aggregate with `rstn report --runs <that folder>`); a
+fold whose output notebook finished (a `.done` marker beside it) is skipped, so an interrupted
+sweep continues where it stopped.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def run_folds(notebook, folds, params: dict, out_root="runs/notebooks", jobs: in
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         p = dict(params, fold=fold)
-        p.setdefault("run_dir", str(out.parent / f"fold{fold}_run"))
+        p.setdefault("run_dir", str(out.parent / "runs"))   # one root: `rstn report` sees all folds
         pm.execute_notebook(str(nb), str(out), parameters=p, cwd=str(nb.parent),
                             progress_bar=False)
         done.write_text("ok\n")
