@@ -224,6 +224,7 @@ def get_config(scale: str = "standard", **overrides) -> Config:
             cfg.train.coarse_iterations = 12
             cfg.train.fine_iterations = 12
             cfg.train.checkpoint_every = 5
+            cfg.train.threads = 1   # a 2-core CI runner with tiny nets: one thread is faster
             cfg.rstn.gt_iterations, cfg.rstn.pred_iterations = 4, 4
             cfg.rstn.noisy_iterations = 4
             cfg.test.T = 3

@@ -124,7 +124,7 @@ def pancreas_region(mask, t: float = 15, spacing=None) -> np.ndarray:
     hi = np.minimum(idx.max(0) + reach + 1, m.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     d = distance_transform_edt(~m[box], sampling=sp)   # min_j |i - j| over mask voxels j
-    out[box] = d < t                                    # 1{∃ j: M_j and |i - j| < t}
+    out[box] = d < t                                    # chapter's region: |i - j| < t
     return out
 
 
@@ -157,7 +157,8 @@ def restrict_to_region(image_hu, region, fill_hu: float = -1000.0) -> np.ndarray
                          f"have the same shape; build the region from this case's mask.")
     if not np.isfinite(fill_hu):
         raise ValueError(f"restrict_to_region: fill_hu must be a finite HU value, got {fill_hu}.")
-    return np.where(r, image_hu, np.float32(fill_hu)).astype(np.float32)   # X' = X · 1{R}
+    x = np.where(r, image_hu, np.float32(fill_hu))              # chapter's X' = X · 1{R}
+    return x.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,8 @@ def region_image(case, spec: RegionSpec, pancreas=None) -> tuple[np.ndarray, np.
     around the case's ground-truth pancreas when `pancreas` is None (training)."""
     from .data.labels import target_mask
     mask = target_mask(case, "pancreas") if pancreas is None else pancreas
-    region = spec.region(mask, case.spacing)
-    return restrict_to_region(case.image, region, spec.fill_hu), region
+    region = spec.region(mask, case.spacing)                  # {i: ∃ j, M_j, |i - j| < t}
+    return restrict_to_region(case.image, region, spec.fill_hu), region   # X' = X · 1{R}
 
 
 def load_prediction(run: Path | str, case_id: str, shape=None) -> np.ndarray:

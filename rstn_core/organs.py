@@ -88,8 +88,8 @@ def organ_commands(targets=ORGANS, methods=("stepwise", "rstn"), folds=(0, 1, 2,
 def merge_organs(probs: dict, threshold: float = 0.5, values: dict | None = None) -> np.ndarray:
     r"""One label map from per-organ probability maps: the most confident organ wins.
 
-    .. math:: \ell(i) = v_{k^*},\ k^* = \arg\max_k P_k(i), \text{ if } P_{k^*}(i) > \text{threshold};
-              \text{else } 0
+    .. math:: \ell(i) = v_{k^*} \text{ if } P_{k^*}(i) > \text{threshold}, \text{ else } 0,
+              \qquad k^* = \arg\max_k P_k(i)
 
     Ties (equal probabilities, e.g. two binary stepwise masks that overlap) go to the organ
     listed **first** in `probs`, so with masks the dict order is a priority order.
@@ -152,7 +152,7 @@ def merge_organs(probs: dict, threshold: float = 0.5, values: dict | None = None
         best_p[win] = p[win]                               # max_k P_k(i)
         best_k[win] = k                                    # argmax_k P_k(i)
     lut = np.array(vals, dtype=np.uint8)
-    return np.where(best_p > threshold, lut[best_k], 0).astype(np.uint8)   # ℓ(i)
+    return np.where(best_p > threshold, lut[best_k], 0).astype(np.uint8)   # chapter's merge ℓ(i)
 
 
 def load_organ_probs(root, targets, scale: str, method: str, fold: int, case_id: str) -> dict:
@@ -258,6 +258,7 @@ def organ_table(root, scale: str, targets=None, std: bool = False) -> str:
 def hard_target_gain(means: dict) -> float | None:
     """Mean of RSTN F − stepwise F over the targets other than the kidneys (the chapter:
     +4.29 points over its five hard targets). `means`: {target: {(method, stage): mean}}."""
+    # the chapter's gain: mean over hard targets of RSTN F - stepwise F
     gains = [m[("rstn", "fine")] - m[("stepwise", "fine")] for t, m in means.items()
              if not t.startswith("kidney") and ("rstn", "fine") in m
              and ("stepwise", "fine") in m]

@@ -33,8 +33,14 @@ def dataset_root(cfg: Config, progress: bool = True) -> Path:
             raise FileNotFoundError(f"data root {root} not found; check --data, or drop it to "
                                     "use the phantom.")
         return root
-    from .data.phantom import write_dataset
+    import hashlib
+    from dataclasses import asdict
+
+    from .data.phantom import phantom_preset, write_dataset
     root = Path("data") / f"phantom_{cfg.scale}"
+    if cfg.seed != 0 or asdict(cfg.phantom) != asdict(phantom_preset(cfg.scale)):
+        key = json.dumps([cfg.seed, asdict(cfg.phantom)], sort_keys=True)  # another data set
+        root = root.with_name(f"{root.name}_{hashlib.sha1(key.encode()).hexdigest()[:8]}")
     # resumable: writes missing cases, refuses a folder made with another phantom config
     write_dataset(root, cfg.phantom, cfg.n_cases, cfg.seed, progress=progress)
     return root
