@@ -31,31 +31,37 @@ def read_off(after: list, d: list, thresholds=STOP_THRESHOLDS, strict: bool = Tr
     return out
 
 
-def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets, T: int = 10) -> tuple:
-    """All rows of the MICCAI table for one case; returns (row dict, FixedPointResult)."""
-    from .stepwise import fixed_point_predict
-    res = fixed_point_predict(image, nets, R=None, T=T)
-    label = label.astype(bool)
+def _rows(res, label, raw_coarse, strict: bool, stop_key: str) -> dict:
+    """The rows both methods share: coarse per view and fused, every round, the stop rules,
+    the authors' large-components post-processing on both stages."""
     after = [dsc(m, label) for m in res.masks[1:]]
-    raw_coarse = majority_vote([p >= 0.5 for p in res.view_probs.values()])
-    stop = read_off(after, res.d, strict=True)
-    t95 = stop["0.95"]["iterations"]
-    vol = window(image)
-    oracle = majority_vote([fine_probability(nets.fine[v], vol, label, v, nets.margin, nets.zoom,
-                                             nets.batch_size, nets.device)[0] >= 0.5
-                            for v in nets.views])                  # GT box per slice
-    row = {
+    stop = read_off(after, res.d, strict=strict)
+    return {
         "coarse_views": {v: dsc(p >= 0.5, label) for v, p in res.view_probs.items()},
         "coarse": dsc(raw_coarse, label),
         "coarse_components": dsc(keep_large_components(raw_coarse), label),
         "after": after,
         "d": res.d,
         "stop": stop,
-        "fine_components": dsc(keep_large_components(res.masks[t95]), label),
-        "oracle": dsc(oracle, label),
+        "fine_components": dsc(keep_large_components(res.masks[stop[stop_key]["iterations"]]),
+                               label),
         "fallback": res.fallback,
         "windows_run": res.windows_run,
     }
+
+
+def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets, T: int = 10) -> tuple:
+    """All rows of the MICCAI table for one case; returns (row dict, FixedPointResult)."""
+    from .stepwise import fixed_point_predict
+    res = fixed_point_predict(image, nets, R=None, T=T)
+    label = label.astype(bool)
+    raw_coarse = majority_vote([p >= 0.5 for p in res.view_probs.values()])
+    vol = window(image)
+    oracle = majority_vote([fine_probability(nets.fine[v], vol, label, v, nets.margin, nets.zoom,
+                                             nets.batch_size, nets.device)[0] >= 0.5
+                            for v in nets.views])                  # GT box per slice
+    row = _rows(res, label, raw_coarse, strict=True, stop_key="0.95")
+    row["oracle"] = dsc(oracle, label)
     return row, res
 
 
@@ -64,21 +70,8 @@ def evaluate_rstn_case(image: np.ndarray, label: np.ndarray, models, T: int = 10
     from .rstn import rstn_oracle, rstn_predict
     res = rstn_predict(image, models, thr=None, T=T)
     label = label.astype(bool)
-    after = [dsc(m, label) for m in res.masks[1:]]
-    stop = read_off(after, res.d, strict=False)
     raw_coarse = np.mean(list(res.view_probs.values()), 0) >= 0.5
-    row = {
-        "coarse_views": {v: dsc(p >= 0.5, label) for v, p in res.view_probs.items()},
-        "coarse": dsc(raw_coarse, label),
-        "coarse_components": dsc(keep_large_components(raw_coarse), label),
-        "after": after,
-        "d": res.d,
-        "stop": stop,
-        "fine_components": dsc(keep_large_components(res.masks[stop["0.99"]["iterations"]]),
-                               label),
-        "oracle": dsc(rstn_oracle(image, label, models, "strong"), label),
-        "oracle_weak": dsc(rstn_oracle(image, label, models, "weak", p0=res.probs[0]), label),
-        "fallback": res.fallback,
-        "windows_run": res.windows_run,
-    }
+    row = _rows(res, label, raw_coarse, strict=False, stop_key="0.99")
+    row["oracle"] = dsc(rstn_oracle(image, label, models, "strong"), label)
+    row["oracle_weak"] = dsc(rstn_oracle(image, label, models, "weak", p0=res.probs[0]), label)
     return row, res

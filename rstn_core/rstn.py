@@ -25,7 +25,7 @@ from .losses import dice_bce_loss, rstn_loss_weights, soft_dsc_loss
 from .metrics import dsc
 from .saliency import SaliencyTransform
 from .slices import SliceSet
-from .stepwise import build_net, initial_mask
+from .stepwise import FixedPointResult, build_net, initial_mask
 from .train import TrainSpec, autocast, load_final, make_optimizer, run_training
 from .views import window
 
@@ -188,19 +188,9 @@ def load_rstn(cfg: Config, run_dir, slice_sizes: dict) -> RSTNModels:
 
 
 @dataclass
-class RSTNResult:
+class RSTNResult(FixedPointResult):
     """Every round of Algorithm 2: probs[t] = P(t) (fused), masks[t] = Z(t), d[t-1] = DSC."""
-    probs: list
-    masks: list
-    d: list
-    view_probs: dict
-    stopped_at: int
-    fallback: str | None = None
-    windows_run: list = field(default_factory=list)
-
-    @property
-    def final(self) -> np.ndarray:
-        return self.masks[self.stopped_at]
+    probs: list = field(default_factory=list)
 
 
 def _fine_round(vol, models: RSTNModels, ref, weight_ref=None, boxes_from=None):
@@ -250,7 +240,8 @@ def rstn_predict(image: np.ndarray, models: RSTNModels, thr: float | None = 0.99
         if thr is not None and d[-1] >= thr:
             stopped = t
             break
-    return RSTNResult(probs, masks, d, view_probs, stopped, fallback, runs)
+    return RSTNResult(masks=masks, d=d, view_probs=view_probs, stopped_at=stopped,
+                      fallback=fallback, windows_run=runs, probs=probs)
 
 
 def rstn_oracle(image: np.ndarray, label: np.ndarray, models: RSTNModels, kind: str = "strong",
