@@ -243,38 +243,17 @@ def train_region_fold(cfg: Config, method: str, fold: int, spec: RegionSpec = Re
     Stepwise: 3 views x (coarse, fine) cyst nets; RSTN: one per view, started from the
     stepwise X' nets of the same folder root (trained first if missing), as `train_fold`.
     """
-    from .pipeline import _check_config, _set_threads, fold_cases, run_dir
-    from .rstn import train_rstn
-    from .stepwise import train_coarse, train_fine
+    from .pipeline import fold_cases, run_dir, train_fold
     if method not in ("stepwise", "rstn"):
         raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
-    _set_threads(cfg)
     train_refs, _ = fold_cases(cfg, fold, progress)
-    views = list(views or cfg.views)
-    out = run_dir(cfg, method, fold)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg, out)
-    _check_region(spec, out)
-    stats = {}
-    stepwise_dir = run_dir(cfg, "stepwise", fold)
-    if method == "rstn" and cfg.rstn.from_stepwise:
-        if not all((stepwise_dir / f"{v}_{k}" / "checkpoint_final.pt").is_file()
-                   for v in views for k in ("coarse", "fine")):
-            stats.update({f"stepwise/{k}": s for k, s in train_region_fold(
-                cfg, "stepwise", fold, spec, views, resume, progress).items()})
-    for v in views:
-        slices = region_training_slices(cfg, train_refs, v, spec)
-        if method == "stepwise":
-            _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
-                                                   progress)
-            _, stats[f"{v}_fine"] = train_fine(cfg, slices, out / f"{v}_fine", resume, progress)
-        else:
-            init = stepwise_dir if cfg.rstn.from_stepwise else None
-            _, stats[v] = train_rstn(cfg, slices, out / v, init, resume, progress)
-    summary = {k: {kk: vv for kk, vv in s.items() if kk != "losses"} for k, s in stats.items()}
-    old = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
-    atomic_write_json(out / "train.json", {**old, **summary})
-    return stats
+    methods = {method, "stepwise"} if method == "rstn" and cfg.rstn.from_stepwise else {method}
+    for m in sorted(methods):
+        folder = run_dir(cfg, m, fold)
+        folder.mkdir(parents=True, exist_ok=True)
+        _check_region(spec, folder)
+    return train_fold(cfg, method, fold, views, resume, progress,
+                      slices_fn=lambda v: region_training_slices(cfg, train_refs, v, spec))
 
 
 def test_region_fold(cfg: Config, method: str, fold: int, region_from, spec: RegionSpec =

@@ -123,9 +123,12 @@ def _set_threads(cfg: Config):
 
 
 def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, progress=True,
-               tag: str = "") -> dict:
+               tag: str = "", slices_fn=None) -> dict:
     """Train the nets of one fold: stepwise = 3 views x (coarse, fine); rstn = one RSTN per
-    view, started from the stepwise nets of the same fold (trained first if missing)."""
+    view, started from the stepwise nets of the same fold (trained first if missing).
+
+    slices_fn(view) -> SliceSet replaces the training slices (e.g. the cyst chapter's X').
+    """
     from .rstn import train_rstn
     from .stepwise import train_coarse, train_fine
     _set_threads(cfg)
@@ -141,9 +144,10 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
         if not all((stepwise_dir / f"{v}_{k}" / "checkpoint_final.pt").is_file()
                    for v in views for k in ("coarse", "fine")):
             stats.update({f"stepwise/{k}": s for k, s in
-                          train_fold(cfg, "stepwise", fold, views, resume, progress).items()})
+                          train_fold(cfg, "stepwise", fold, views, resume, progress,
+                                     slices_fn=slices_fn).items()})
     for v in views:
-        slices = training_slices(cfg, train_refs, v, cache)
+        slices = slices_fn(v) if slices_fn else training_slices(cfg, train_refs, v, cache)
         if method == "stepwise":
             _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
                                                    progress)
