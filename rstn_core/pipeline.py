@@ -51,14 +51,29 @@ def _n_images(root: Path) -> int:
 
 
 def fold_cases(cfg: Config, fold: int, progress: bool = True):
-    """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids."""
-    from .data import fold_split, list_cases
-    refs = list_cases(dataset_root(cfg, progress))
-    refs = [r for r in refs if r.label is not None]
+    """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids (as the
+    authors), fixed in `folds.json` beside the data (or in the run root when the data folder
+    is read-only) the first time, and read from there afterwards."""
+    from .data import fold_split, list_cases, load_folds, make_folds, save_folds
+    root = dataset_root(cfg, progress)
+    refs = [r for r in list_cases(root) if r.label is not None]
     if cfg.data_root is None:
         refs = refs[:cfg.n_cases]
     by_id = {r.id: r for r in refs}
-    train_ids, test_ids = fold_split(sorted(by_id), fold, cfg.folds)
+    folds = None
+    for path in (root / "folds.json", Path(cfg.run_root) / cfg.scale / "folds.json"):
+        if path.is_file():
+            saved = load_folds(path)
+            if sorted(i for f in saved for i in f) == sorted(by_id):
+                folds = saved
+                break
+    if folds is None:
+        folds = make_folds(sorted(by_id), cfg.folds)
+        try:
+            save_folds(folds, root / "folds.json")
+        except OSError:                     # a read-only data set: keep them with the runs
+            save_folds(folds, Path(cfg.run_root) / cfg.scale / "folds.json")
+    train_ids, test_ids = fold_split(sorted(by_id), fold, folds=folds)
     return [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
 
 
