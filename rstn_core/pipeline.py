@@ -101,8 +101,8 @@ def _check_config(cfg: Config, folder: Path):
         atomic_write_json(path, cfg.to_dict())
 
 
-def _case_views(cfg: Config, ref, cache):
-    """Per view: (N, H, W) uint8 windowed slices and the binary target, view axis first
+def _case_view(cfg: Config, ref, cache, view: str):
+    """One view's (N, H, W) uint8 windowed slices and binary target, view axis first
     (from the memory-mapped per-case cache, rebuilt when the source file changes)."""
     from .data.labels import target_values
     names = {int(k): v for k, v in cache.info(ref)["label_names"].items()}
@@ -111,8 +111,8 @@ def _case_views(cfg: Config, ref, cache):
         from .data import DataError
         raise DataError(f"{ref.id}: no label of target {cfg.target!r}; known: "
                         f"{sorted(set(names.values()) - {'background'})}.")
-    return {v: (img, np.isin(lab, values).astype(np.uint8))
-            for v, (img, lab) in cache.get(ref).items()}
+    img, lab = cache.get(ref)[view]
+    return np.asarray(img), np.isin(lab, values).astype(np.uint8)
 
 
 def training_slices(cfg: Config, refs, view: str, cache=None):
@@ -120,9 +120,9 @@ def training_slices(cfg: Config, refs, view: str, cache=None):
     cache = cache or _cache(cfg)
     imgs, labs = [], []
     for r in refs:
-        v = _case_views(cfg, r, cache)[view]
-        imgs.append(np.asarray(v[0]))
-        labs.append(np.asarray(v[1]))
+        img, lab = _case_view(cfg, r, cache, view)
+        imgs.append(img)
+        labs.append(lab)
     return SliceSet(imgs, labs, cfg.train.drop_smallest)
 
 
