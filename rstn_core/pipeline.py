@@ -92,7 +92,10 @@ def _check_config(cfg: Config, folder: Path):
     path = folder / "config.json"
     mine = {k: v for k, v in cfg.to_dict().items() if k not in ("device",)}
     if path.is_file():
-        old = {k: v for k, v in json.loads(path.read_text()).items() if k != "device"}
+        # read through Config so a folder made before a field was added still matches
+        # (the new field takes its default); unknown keys are refused by from_dict
+        old = {k: v for k, v in Config.from_dict(json.loads(path.read_text())).to_dict().items()
+               if k != "device"}
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
             raise FileExistsError(f"{folder} was made with other settings ({', '.join(diff)}); "

@@ -77,3 +77,20 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path):
         assert a["losses"] == b["losses"]
         for k in a["model"]:
             assert torch.equal(a["model"][k], b["model"][k]), (net, k)
+
+
+def test_run_folder_of_an_older_config_is_accepted_and_other_settings_refused(tmp_path):
+    # a config.json written before a field existed still matches (the field takes its default);
+    # a changed value is refused with the key named
+    import json
+
+    from rstn_core.config import get_config
+    from rstn_core.pipeline import _check_config
+    cfg = get_config("smoke")
+    _check_config(cfg, tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["train"]["keep_snapshots"]            # as if written by an older version
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    _check_config(cfg.replace(**{"train.keep_snapshots": False}), tmp_path)  # default: False
+    with pytest.raises(FileExistsError, match=r"other settings \(train\)"):
+        _check_config(cfg.replace(**{"train.zoom": 3}), tmp_path)
