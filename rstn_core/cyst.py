@@ -29,7 +29,6 @@ proposed hook is an ``image_transform(case) -> image_hu`` argument of `training_
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from .config import Config
-from .io import atomic_savez, atomic_write_json
+from .io import atomic_write_json
 from .metrics import dsc, format_summary, summarize
 
 __all__ = ["CHAPTER_CYST_TABLE", "STUDY_PARTS", "pancreas_region", "restrict_to_region",
@@ -268,57 +267,30 @@ def test_region_fold(cfg: Config, method: str, fold: int, region_from, spec: Reg
     also has ``region``: the region's share of the volume, the share of the cyst inside it
     (an upper bound of the cyst recall), the pancreas DSC, and whether it was empty.
     """
-    from tqdm.auto import tqdm
-
-    from .data import load_case
     from .data.labels import target_mask
-    from .evaluate import evaluate_rstn_case, evaluate_stepwise_case
-    from .pipeline import _set_threads, fold_cases, load_method, run_dir, variant_name
-    _set_threads(cfg)
-    _, test_refs = fold_cases(cfg, fold, progress)
+    from .pipeline import run_dir, test_fold
     folder = run_dir(cfg, method, fold)
     if not (folder / "region.json").is_file():
         raise FileNotFoundError(f"no region-trained run in {folder}; run train_region_fold "
                                 f"(or cyst_fold) for {method} fold {fold} first.")
     _check_region(spec, folder)
     gt = isinstance(region_from, str) and region_from == "gt"
-    test_dir = folder / ("test-gt-region" if gt else "test")
-    rows, times, models = [], [], None
-    for ref in tqdm(test_refs, desc=f"test cyst {method} fold {fold}", disable=not progress):
-        case = load_case(ref.image, ref.label)
-        label = target_mask(case, cfg.target)
+
+    def case_input(case, label):
         panc_gt = target_mask(case, "pancreas")
         panc = panc_gt if gt else load_prediction(region_from, case.id, case.image.shape)
         image, region = region_image(case, spec, panc)                # X' (predicted P)
         if not region.any():
             warnings.warn(f"{case.id}: the predicted pancreas is empty, so X' is empty.")
-        if models is None:
-            sizes = {v: max(np.moveaxis(case.image, a, 0).shape[1:])
-                     for v, a in zip(("coronal", "sagittal", "axial"), range(3))}
-            models = load_method(cfg, method, fold, slice_sizes=sizes)
-        t0 = time.perf_counter()
-        if method == "stepwise":
-            row, res = evaluate_stepwise_case(image, label, models, cfg.test.T)
-            final = res.masks[row["stop"]["0.95"]["iterations"]].astype(np.float32)
-        else:
-            row, res = evaluate_rstn_case(image, label, models, cfg.test.T)
-            final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
-        times.append(time.perf_counter() - t0)
-        atomic_savez(test_dir / "probs" / f"{ref.id}.npz",
-                     prob=np.round(final * 255).astype(np.uint8))
         n_lab = int(label.sum())
-        row["region"] = {"fraction": float(region.mean()),
-                         "cyst_inside": float((label & region).sum() / n_lab) if n_lab else 1.0,
-                         "pancreas_dsc": dsc(panc, panc_gt), "empty": not bool(region.any())}
-        rows.append({"id": ref.id, **row})
-    res = {"method": method, "fold": fold, "scale": cfg.scale, "target": cfg.target,
-           "variant": variant_name(cfg) if method == "rstn" else "",
-           "region": {**spec.to_dict(), "from": "gt" if gt else str(region_from)},
-           "cases": rows, "seconds_per_case": float(np.mean(times)) if times else 0.0,
-           "config": cfg.to_dict()}
-    path = atomic_write_json(test_dir / "results.json", res)
-    res["path"] = str(path)
-    return res
+        return image, {"region": {
+            "fraction": float(region.mean()),
+            "cyst_inside": float((label & region).sum() / n_lab) if n_lab else 1.0,
+            "pancreas_dsc": dsc(panc, panc_gt), "empty": not bool(region.any())}}
+
+    return test_fold(cfg, method, fold, progress, case_input=case_input,
+                     test_dir="test-gt-region" if gt else "test",
+                     extra={"region": {**spec.to_dict(), "from": "gt" if gt else str(region_from)}})
 
 
 # --------------------------------------------------------------------------------------------

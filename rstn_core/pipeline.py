@@ -192,10 +192,14 @@ def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=
 
 
 def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
-              equal_time: bool = False) -> dict:
+              equal_time: bool = False, *, case_input=None, test_dir: str | None = None,
+              extra: dict | None = None) -> dict:
     """Evaluate one fold's test cases with all rounds; write test/results.json (+ probs).
 
     equal_time (stepwise): fine nets at the coarse nets' training time, into test_equal_time/.
+    case_input(case, label) -> (image, row_extra): what the nets see instead of `case.image`,
+        and fields added to the case's row (the cyst study cuts X' around the predicted
+        pancreas here); `test_dir` and `extra` (top-level fields of results.json) go with it.
     """
     from tqdm.auto import tqdm
 
@@ -209,28 +213,29 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
                                 f"--fold {fold} --scale {cfg.scale}` first.")
     rows, times = [], []
     models = None
-    test_dir = "test_equal_time" if equal_time else "test"
-    for ref in tqdm(test_refs, desc=f"test {method} fold {fold}", disable=not progress):
+    test_dir = test_dir or ("test_equal_time" if equal_time else "test")
+    for ref in tqdm(test_refs, desc=f"test {cfg.target} {method} fold {fold}",
+                    disable=not progress):
         case = load_case(ref.image, ref.label)
         label = target_mask(case, cfg.target)
+        image, row_extra = case_input(case, label) if case_input else (case.image, {})
         if models is None:
             sizes = {v: max(np.moveaxis(case.image, a, 0).shape[1:])
                      for v, a in zip(("coronal", "sagittal", "axial"), range(3))}
             models = load_method(cfg, method, fold, tag, sizes, equal_time)
         t0 = time.perf_counter()
         if method == "stepwise":
-            row, res = evaluate_stepwise_case(case.image, label, models, cfg.test.T)
-            t_stop = row["stop"]["0.95"]["iterations"]
-            final = np.mean([res.masks[t_stop]], 0)
+            row, res = evaluate_stepwise_case(image, label, models, cfg.test.T)
+            final = res.masks[row["stop"]["0.95"]["iterations"]].astype(np.float32)
         else:
-            row, res = evaluate_rstn_case(case.image, label, models, cfg.test.T)
+            row, res = evaluate_rstn_case(image, label, models, cfg.test.T)
             final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
         times.append(time.perf_counter() - t0)
         atomic_savez(folder / test_dir / "probs" / f"{ref.id}.npz",
                      prob=np.round(final * 255).astype(np.uint8))
-        rows.append({"id": ref.id, **row})
+        rows.append({"id": ref.id, **row, **row_extra})
     res = {"method": method, "fold": fold, "scale": cfg.scale, "target": cfg.target,
-           "variant": variant_name(cfg) if method == "rstn" else "",
+           "variant": variant_name(cfg) if method == "rstn" else "", **(extra or {}),
            "cases": rows, "seconds_per_case": float(np.mean(times)) if times else 0.0,
            "config": cfg.to_dict()}
     res["equal_time"] = equal_time
