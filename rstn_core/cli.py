@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--book", default="book/results_generated.md",
                    help="markdown file for the book's results page")
 
+    p = sub.add_parser("figures", help="the result figures (convergence, context case, "
+                       "saliency maps) of finished runs, as PNG files")
+    p.add_argument("--runs", default="runs", help="run folder root (default: runs)")
+    p.add_argument("--scale", default="standard", help="scale of the runs (default: standard)")
+    p.add_argument("--rstn", default="rstn", help="RSTN run folder name, e.g. rstn-k5 "
+                   "(default: rstn)")
+    p.add_argument("--out", default="book/figures", help="output folder (default: book/figures)")
+
     p = sub.add_parser("folds", help="run a notebook once per fold with papermill")
     p.add_argument("--notebook", required=True, help="the notebook to run")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3], help="folds to run")
@@ -186,6 +194,15 @@ def _cmd_report(args):
     print(report(args.runs, scale=args.scale, book_path=args.book))
 
 
+def _cmd_figures(args):
+    from .figures import write_figures
+    res = write_figures(args.runs, args.scale, args.out, args.rstn)
+    c = res["context"]
+    print(f"context case: {c['id']} (fold {c['fold']}), axial slice {c['index']}: slice DSC "
+          f"stepwise {100 * c['dsc_stepwise']:.1f} %, RSTN {100 * c['dsc_rstn']:.1f} %")
+    print("wrote " + ", ".join(res["files"]))
+
+
 def _cmd_folds(args):
     from .runner import run_folds
     run_folds(args.notebook, args.folds, dict(args.parameter), args.out, jobs=args.jobs)
@@ -219,7 +236,7 @@ def _cmd_book(args):
 
 COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_config,
             "train": _cmd_train, "test": _cmd_test, "report": _cmd_report,
-            "folds": _cmd_folds, "run": _cmd_run, "book": _cmd_book}
+            "folds": _cmd_folds, "figures": _cmd_figures, "run": _cmd_run, "book": _cmd_book}
 
 
 def main(argv=None) -> int:

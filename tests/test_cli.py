@@ -28,6 +28,8 @@ def _err(capsys, argv):
     (["test", "--method", "stepwise", "--fold", "0", "--data", "no/such/dir"],
      "data root no/such/dir not found"),
     (["folds", "--notebook", "no/such.ipynb", "--folds", "0"], "notebook no/such.ipynb not found"),
+    (["figures", "--runs", "no/such/runs", "--out", "no/such/runs/fig"],
+     "no fold under no/such/runs/standard has both stepwise and rstn test results"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(capsys, argv, needle):
     code, err = _err(capsys, argv)
