@@ -188,7 +188,7 @@ def _distractor(case):
 
 
 def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
-                  view: str = "axial") -> dict:
+                  view: str = "axial", min_area: int = 20) -> dict:
     """Write convergence.png, context_case.png and saliency.png for a run root's folds.
 
     The context case is searched over every fold that has both a stepwise and an RSTN test;
@@ -225,7 +225,7 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     best, keep = None, None
     for s, r in pairs:
         for case, c in _context_cases(s, r):
-            found = find_context_case([c], axis=axis)
+            found = find_context_case([c], axis=axis, min_area=min_area)
             if best is None or found["gain"] > best["gain"]:
                 best, keep = dict(found, fold=int(s.name[4:])), (case, c, s, r)
     case, c, s, r = keep
