@@ -11,6 +11,9 @@
     rstn book    [--scale smoke]     (execute every notebook and build the book)
     rstn bench   --scale standard    (speed and memory; see benchmarks/README.md)
 
+Several processes (DDP; gloo on CPU, nccl on CUDA; book/performance.md):
+    torchrun --nproc_per_node=2 -m rstn_core.cli train --method stepwise --fold 0 --scale smoke
+
 Bad input ends with one line `rstn: error: ...` and exit code 2, never a traceback.
 """
 from __future__ import annotations
@@ -78,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default=None, help="only this scale (default: every scale found)")
     p.add_argument("--book", default="book/results_generated.md",
                    help="markdown file for the book's results page")
+
+    p = sub.add_parser("compare", help="paired comparison of two runs on their common cases")
+    p.add_argument("a", help="a method's run folder, e.g. runs/standard/rstn")
+    p.add_argument("b", help="the run it is compared with, e.g. runs/equal_time/standard/stepwise")
+    p.add_argument("--a-stop", default=None, help="stop rule of A: 0.90, 0.95, 0.99 or best "
+                   "(default: 0.95 for stepwise, 0.99 for RSTN)")
+    p.add_argument("--b-stop", default=None, help="stop rule of B (default as for A)")
 
     p = sub.add_parser("figures", help="the result figures (convergence, context case, "
                        "saliency maps) of finished runs, as PNG files")
@@ -174,17 +184,25 @@ def _cmd_train(args):
     cfg = _config(args)
     stats = train_fold(cfg, args.method, args.fold, views=args.view, resume=args.resume,
                        progress=not args.quiet)
-    for name, s in stats.items():
+    from .distributed import is_main
+    for name, s in (stats.items() if is_main() else ()):   # torchrun: rank 0 reports
         print(f"{name}: {s['iterations']} it, {s['seconds']:.1f} s"
               f"{' (already trained)' if s.get('skipped') else ''}")
+
+
+def _inference(cfg):
+    """The config's inference options (test.channels_last, test.compile) for a block."""
+    from .inference import inference_options
+    return inference_options(channels_last=cfg.test.channels_last, compile=cfg.test.compile)
 
 
 def _cmd_test(args):
     from .pipeline import test_fold
     from .report import fold_table
     cfg = _config(args)
-    res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
-                    equal_time=args.equal_time)
+    with _inference(cfg):
+        res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
+                        equal_time=args.equal_time)
     print(fold_table(res))
     print(f"results: {res['path']}")
 
@@ -192,6 +210,11 @@ def _cmd_test(args):
 def _cmd_report(args):
     from .report import report
     print(report(args.runs, scale=args.scale, book_path=args.book))
+
+
+def _cmd_compare(args):
+    from .report import compare_runs
+    print(compare_runs(args.a, args.b, args.a_stop, args.b_stop))
 
 
 def _cmd_figures(args):
@@ -211,7 +234,8 @@ def _cmd_folds(args):
 def _cmd_run(args):
     from .pipeline import main_job
     cfg = _config(args)
-    main_job(cfg, args.methods, args.folds, progress=not args.quiet)
+    with _inference(cfg):
+        main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
 
 def _cmd_book(args):
@@ -236,7 +260,7 @@ def _cmd_book(args):
 
 COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_config,
             "train": _cmd_train, "test": _cmd_test, "report": _cmd_report,
-            "folds": _cmd_folds, "figures": _cmd_figures, "run": _cmd_run, "book": _cmd_book}
+            "folds": _cmd_folds, "figures": _cmd_figures, "compare": _cmd_compare, "run": _cmd_run, "book": _cmd_book}
 
 
 def main(argv=None) -> int:

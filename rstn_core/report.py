@@ -13,7 +13,7 @@ from .io import atomic_write_text
 from .metrics import format_summary, paired_comparison, summarize
 
 __all__ = ["collect", "miccai_table", "rstn_table", "convergence_table", "comparison_table",
-           "claim_table", "fold_table", "report"]
+           "claim_table", "compare_runs", "fold_table", "report"]
 
 ROUNDS = (1, 2, 3, 5, 10)
 
@@ -106,7 +106,7 @@ def convergence_table(groups: dict) -> str:
 
 
 def comparison_table(a_rows, b_rows, a_name="RSTN (thr 0.99)", b_name="stepwise (d > 0.95)",
-                     a_key="0.99", b_key="0.95") -> str:
+                     a_key="0.99", b_key="0.95", coarse_name="coarse J_C vs I_C") -> str:
     """Paired comparison on the same cases: mean gain ± std, wins/losses, extremes, p."""
     b_by = {(r["fold"], r["id"]): r for r in b_rows}
     pairs = [(r["stop"][a_key]["dsc"], b_by[(r["fold"], r["id"])]["stop"][b_key]["dsc"])
@@ -124,9 +124,36 @@ def comparison_table(a_rows, b_rows, a_name="RSTN (thr 0.99)", b_name="stepwise 
         f"| {a_name} vs {b_name} | {c['n']} | {100 * c['mean_gain']:+.2f} ± {100 * c['std_gain']:.2f}"
         f" | {c['wins']} / {c['losses']} | {100 * c['largest_gain']:+.2f} / "
         f"{100 * c['largest_loss']:+.2f} | {c['p_value']:.3g} |",
-        f"| coarse J_C vs I_C | {ca['n']} | {100 * ca['mean_gain']:+.2f} ± {100 * ca['std_gain']:.2f}"
+        f"| {coarse_name} | {ca['n']} | {100 * ca['mean_gain']:+.2f} ± {100 * ca['std_gain']:.2f}"
         f" | {ca['wins']} / {ca['losses']} | {100 * ca['largest_gain']:+.2f} / "
         f"{100 * ca['largest_loss']:+.2f} | {ca['p_value']:.3g} |"])
+
+
+def _run_rows(run) -> tuple[list, str]:
+    """Case rows (with "fold") of every fold under one method's run folder, and its method."""
+    paths = sorted(Path(run).glob("fold*/test/results.json"))
+    if not paths:
+        raise FileNotFoundError(f"no fold*/test/results.json under {run}; give a method's run "
+                                "folder, e.g. runs/standard/rstn.")
+    rows, methods = [], set()
+    for path in paths:
+        res = json.loads(path.read_text())
+        methods.add(res["method"])
+        rows += [dict(r, fold=res["fold"]) for r in res["cases"]]
+    return rows, methods.pop()
+
+
+def compare_runs(a_run, b_run, a_stop: str | None = None, b_stop: str | None = None) -> str:
+    """The paired comparison of two runs on their common cases (`rstn compare A B`), e.g. RSTN
+    against stepwise nets trained for as long (equal time). Each run stops with its method's
+    rule unless told otherwise (stepwise: d > 0.95, MICCAI; RSTN: d >= 0.99, CVPR)."""
+    (a, ma), (b, mb) = _run_rows(a_run), _run_rows(b_run)
+    rule = {"stepwise": "0.95", "rstn": "0.99"}
+    a_stop, b_stop = a_stop or rule[ma], b_stop or rule[mb]
+    op = {"stepwise": ">", "rstn": "≥"}
+    return comparison_table(a, b, a_name=f"{a_run} (d {op[ma]} {a_stop})",
+                            b_name=f"{b_run} (d {op[mb]} {b_stop})", a_key=a_stop, b_key=b_stop,
+                            coarse_name="their coarse nets (fused)")
 
 
 def claim_table(runs_root, scale: str) -> str:
