@@ -277,12 +277,28 @@ def _randomise_scores(net, seed: int = 0):
 # 1. FCN-8s forward throughput
 # ---------------------------------------------------------------------------------------------
 def _forward_fn(net, x, device):
+    from .inference import _input, prepare_net
     from .train import autocast
+    run = prepare_net(net, device)               # compiled / channels-last when asked
+    x = _input(x, device)
 
     def fn():
         with torch.inference_mode(), autocast(device):
-            net(x)
+            run(x)
     return fn
+
+
+def _first_call_seconds(fn, device) -> float:
+    """Seconds of one call (with --compile: the compilation for this input shape)."""
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _compiling() -> bool:
+    from .inference import _OPTIONS
+    return _OPTIONS.get()["compile"]
 
 
 def bench_forward(cfg, device: str, size: tuple[int, int], batches=BATCHES, repeats=5,
@@ -295,13 +311,15 @@ def bench_forward(cfg, device: str, size: tuple[int, int], batches=BATCHES, repe
     rows = []
     for b in batches:
         x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(b)).to(device)
-        t = time_call(_forward_fn(net, x, device), device, repeats, warmup, budget_s)
+        fn = _forward_fn(net, x, device)
+        first = _first_call_seconds(fn, device) if _compiling() else None
+        t = time_call(fn, device, repeats, warmup, budget_s)
         flops = fcn8s_flops(h, w, b, m.width, m.fc_kernel, m.batch_norm)
         achieved, frac = _rate(flops, t["median"], peak)
         rows.append({"batch": b, "seconds": t["median"], "slices_per_s": b / t["median"],
                      "seconds_per_slice": t["median"] / b, "flops": flops,
                      "flops_per_slice": flops / b, "flop_per_s": achieved, "peak_fraction": frac,
-                     "timing": t})
+                     "first_call_seconds": first, "timing": t})
     return {"size": [h, w], "width": m.width, "fc_kernel": m.fc_kernel,
             "batch_norm": m.batch_norm, "rows": rows}
 
@@ -350,14 +368,16 @@ class _Replay(nn.Module):
         self.device_ = device
         self.calls = self.mismatches = 0
         self.seconds = 0.0
+        object.__setattr__(self, "_rstn_compiled", self)   # inference.prepare_net: as is
 
     def reset(self):
         self.calls = self.mismatches = 0
         self.seconds = 0.0
 
     def forward(self, x):
+        from .inference import prepare_net
         t0 = time.perf_counter()
-        out = self.net(x)
+        out = prepare_net(self.net, self.device_)(x)                 # --compile: compiled
         _sync(self.device_)
         self.seconds += time.perf_counter() - t0
         want = self.outputs[self.calls % len(self.outputs)]
@@ -472,7 +492,7 @@ def _run_algorithm(call, coarse, fine, lab, T, n_coarse, device, dsc):
     with torch.inference_mode():                                       # warm-up: first calls
         for r in coarse.values():                                     # pay one-off set-up costs
             x = torch.zeros(1, 3, 64, 64, device=device)
-            r.net(x)
+            r(x)
     for r in nets:
         r.reset()
     _sync(device)
@@ -504,6 +524,7 @@ def bench_batched(cfg, case, device: str, view: str = "axial", batch_sizes=(1, 3
     """`coarse_probability` of one view with batch 1 (the papers' code) and batch 32: the
     same maths, so the probabilities must agree; seconds of each and the speed-up."""
     from .inference import coarse_probability
+    from .inference import prepare_net as prepare
     from .stepwise import build_net
     from .views import to_view, window
     net = _randomise_scores(build_net(cfg).eval(), cfg.seed)
@@ -512,7 +533,8 @@ def bench_batched(cfg, case, device: str, view: str = "axial", batch_sizes=(1, 3
     probs, rows = {}, []
     with torch.inference_mode():                                         # warm-up each shape
         for b in batch_sizes:
-            net(torch.zeros(min(b, len(vol_v)), 3, *vol_v.shape[1:], device=device))
+            prepare(net, device)(torch.zeros(min(b, len(vol_v)), 3, *vol_v.shape[1:],
+                                             device=device))
     for b in batch_sizes:
         def fn(b=b):
             probs[b] = coarse_probability(net, vol, view, batch_size=b, device=device)
@@ -586,8 +608,10 @@ def _rss_now_and_peak() -> tuple[float, float, str]:
 
 
 def _train_worker(scale: str, device: str, T: int, batch_file: str, iterations: int,
-                  warmup: int, budget_s: float | None) -> dict:
-    """One T in a fresh process: RSTN forward + backward + optimiser step, as `train_rstn`."""
+                  warmup: int, budget_s: float | None, checkpointing: bool = False) -> dict:
+    """One T in a fresh process: RSTN forward + backward + optimiser step, as `train_rstn`
+    (with `checkpointing`: the unrolled steps recomputed in backward, as
+    `train.activation_checkpointing`)."""
     from .config import get_config
     from .rstn import build_rstn, joint_loss
     from .train import autocast, make_optimizer
@@ -596,6 +620,7 @@ def _train_worker(scale: str, device: str, T: int, batch_file: str, iterations: 
     x = torch.from_numpy(data["x"]).to(device)
     y = torch.from_numpy(data["y"]).to(device)
     model = build_rstn(cfg, max(x.shape[-2:])).to(device).train()
+    model.activation_checkpointing = checkpointing
     t, r = cfg.train, cfg.rstn
     groups = [{"params": model.coarse.parameters(), "lr": r.lr},
               {"params": list(model.fine.parameters()) + list(model.saliency.parameters()),
@@ -621,11 +646,14 @@ def _train_worker(scale: str, device: str, T: int, batch_file: str, iterations: 
         base, _, kind = _rss_now_and_peak()                   # model + batch, before step 1
         if not reset:
             kind += " (not reset: includes the start-up peak)"
-    flops = count_flops(step)                                  # the first (warm-up) iteration
-    timing = time_call(step, device, iterations, max(0, warmup - 1), budget_s)
+    timing = time_call(step, device, iterations, warmup, budget_s)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _rss_now_and_peak()[1]
+    # FLOPs of one more iteration, after the memory is read: under the counter's dispatch
+    # mode activation checkpointing frees nothing, which would inflate the peak
+    flops = count_flops(step)
     return {"T": T, "batch": int(x.shape[0]), "slice": list(x.shape[-2:]),
-            "optimizer": t.optimizer, "seconds_per_iteration": timing["median"],
+            "optimizer": t.optimizer, "activation_checkpointing": checkpointing,
+            "seconds_per_iteration": timing["median"],
             "iterations_per_s": 1 / timing["median"], "flops_per_iteration": flops,
             "memory_kind": "torch.cuda.max_memory_allocated" if cuda else kind,
             "memory_baseline_mb": base, "memory_peak_mb": peak, "memory_delta_mb": peak - base,
@@ -634,7 +662,7 @@ def _train_worker(scale: str, device: str, T: int, batch_file: str, iterations: 
 
 def bench_training(cfg, case, device: str, Ts=TRAIN_T, iterations=5, warmup=2,
                    budget_s=None, peak=None, threads: int | None = None,
-                   timeout_s: float = 1800) -> list[dict]:
+                   timeout_s: float = 1800, checkpointing: bool = False) -> list[dict]:
     """RSTN training iterations/s and peak memory for each T, each T in a fresh subprocess
     (`python -m rstn_core.bench --train-worker`), so one T's peak does not hide the next's."""
     x, y = _training_batch(cfg, case)
@@ -654,7 +682,9 @@ def bench_training(cfg, case, device: str, Ts=TRAIN_T, iterations=5, warmup=2,
                 cmd += ["--budget", str(budget_s)]
             if threads:
                 cmd += ["--threads", str(threads)]
-            _log(f"training T={T} (subprocess)")
+            if checkpointing:
+                cmd += ["--checkpointing"]
+            _log(f"training T={T} (subprocess{', checkpointing' if checkpointing else ''})")
             try:
                 run = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                      timeout=timeout_s)
@@ -698,8 +728,13 @@ def render_result(res: dict) -> str:
     """The markdown tables of one benchmark result (the dict `bench_main` writes as JSON)."""
     meta = res["meta"]
     peak = meta.get("peak_flops")
+    opts = [name for key, name in (("compile", "torch.compile"),
+                                   ("channels_last", "channels-last"),
+                                   ("activation_checkpointing", "activation checkpointing"))
+            if meta.get(key)]
     head = (f"### {meta['scale']} scale on {meta['device_name']} ({meta['device']})"
-            + (" — quick" if meta.get("quick") else ""))
+            + (" — quick" if meta.get("quick") else "")
+            + (f" — {', '.join(opts)}" if opts else ""))
     info = meta.get("peak_info", {})
     parts = [head, "",
              f"{meta['date']}; torch {meta['torch']}, torch threads: {meta['threads']}, "
@@ -710,14 +745,17 @@ def render_result(res: dict) -> str:
                 if meta["device"] == "cpu" and "cores" in info else "") + ").", ""]
     fw = res.get("forward")
     if fw:
+        first = any(r.get("first_call_seconds") is not None for r in fw["rows"])
         parts += [f"**FCN-8s inference** at {fw['size'][0]}×{fw['size'][1]} (width "
                   f"{fw['width']:g}, fc6 {fw['fc_kernel']}×{fw['fc_kernel']}, "
                   f"BN {'on' if fw['batch_norm'] else 'off'}):", "",
                   _table(["batch", "s per batch", "slices/s", "GFLOP per slice", "GFLOP/s",
-                          "of peak"],
+                          "of peak"] + (["first call s (compiles)"] if first else []),
                          [[r["batch"], _f(r["seconds"]), _f(r["slices_per_s"]),
                            _g(r["flops_per_slice"]), _g(r["flop_per_s"]),
-                           _pct(r["peak_fraction"])] for r in fw["rows"]]), ""]
+                           _pct(r["peak_fraction"])]
+                          + ([_f(r.get("first_call_seconds"))] if first else [])
+                          for r in fw["rows"]]), ""]
     full = res.get("full_width")
     if full:
         parts += [f"**Full-width FCN-8s** (VGG16 width, 7×7 fc6, no BN; batch of "
@@ -835,6 +873,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", nargs="+", default=None,
                     choices=["forward", "full_width", "algorithms", "batched", "training"],
                     help="run only these measurements (default: all)")
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="training: activation checkpointing of the unrolled RSTN "
+                         "(train.activation_checkpointing)")
+    ap.add_argument("--compile", action="store_true",
+                    help="inference: torch.compile the nets (test.compile); the forward rows "
+                         "also record the first call, which compiles")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="inference: channels-last nets and inputs (test.channels_last; CUDA "
+                         "only, ignored on CPU)")
     ap.add_argument("--markdown", default=None,
                     help="also write the tables as markdown to this file, e.g. "
                          "book/performance_generated.md")
@@ -880,7 +927,7 @@ def bench_main(argv: list[str] | None = None) -> int:
 
     if args.train_worker:                      # internal: one T of measurement 4
         res = _train_worker(args.scale, device, args.T, args.train_worker, args.iterations,
-                            args.warmup, args.budget)
+                            args.warmup, args.budget, args.checkpointing)
         print(WORKER_MARK + json.dumps(res), flush=True)
         return 0
 
@@ -900,7 +947,8 @@ def bench_main(argv: list[str] | None = None) -> int:
 
     try:
         res = run_benchmark(args.scale, device, quick=args.quick, peak_override=args.peak_flops,
-                            only=args.only)
+                            only=args.only, checkpointing=args.checkpointing,
+                            compile=args.compile, channels_last=args.channels_last)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     from .io import atomic_write_json, atomic_write_text
@@ -916,8 +964,23 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 
 def run_benchmark(scale: str, device: str, quick: bool = False,
-                  peak_override: float | None = None, only=None) -> dict:
-    """All five measurements at `scale` on `device`; returns the result dict (the JSON)."""
+                  peak_override: float | None = None, only=None, checkpointing: bool = False,
+                  compile: bool = False, channels_last: bool = False) -> dict:
+    """All five measurements at `scale` on `device`; returns the result dict (the JSON).
+
+    checkpointing: training with activation checkpointing; compile / channels_last: the
+    inference measurements under `inference.inference_options` (test.compile,
+    test.channels_last).
+    """
+    from .inference import inference_options
+    with inference_options(compile=compile, channels_last=channels_last):
+        res = _run_benchmark(scale, device, quick, peak_override, only, checkpointing)
+    res["meta"].update(activation_checkpointing=checkpointing, compile=compile,
+                       channels_last=channels_last and device == "cuda")
+    return res
+
+
+def _run_benchmark(scale, device, quick, peak_override, only, checkpointing) -> dict:
     from .config import get_config
     from .data.phantom import make_case, phantom_preset
     t_all = time.perf_counter()
@@ -958,7 +1021,8 @@ def run_benchmark(scale: str, device: str, quick: bool = False,
                      lambda: bench_training(cfg, case, device, s["train_T"],
                                             s["train_iterations"], s["train_warmup"],
                                             s["train_budget"], peak,
-                                            threads=torch.get_num_threads())),
+                                            threads=torch.get_num_threads(),
+                                            checkpointing=checkpointing)),
     }
     res["section_seconds"] = {}
     for name, (what, fn) in sections.items():

@@ -190,19 +190,12 @@ def _cmd_train(args):
               f"{' (already trained)' if s.get('skipped') else ''}")
 
 
-def _inference(cfg):
-    """The config's inference options (test.channels_last, test.compile) for a block."""
-    from .inference import inference_options
-    return inference_options(channels_last=cfg.test.channels_last, compile=cfg.test.compile)
-
-
 def _cmd_test(args):
     from .pipeline import test_fold
     from .report import fold_table
     cfg = _config(args)
-    with _inference(cfg):
-        res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
-                        equal_time=args.equal_time)
+    res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
+                    equal_time=args.equal_time)
     print(fold_table(res))
     print(f"results: {res['path']}")
 
@@ -234,8 +227,7 @@ def _cmd_folds(args):
 def _cmd_run(args):
     from .pipeline import main_job
     cfg = _config(args)
-    with _inference(cfg):
-        main_job(cfg, args.methods, args.folds, progress=not args.quiet)
+    main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
 
 def _cmd_book(args):

@@ -9,7 +9,6 @@ Where a default differs from the papers, the comment says why; book/deviations.m
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -55,6 +54,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_snapshots: bool = False  # keep every checkpoint's weights (equal-time comparisons)
     threads: int = 0             # torch threads (0 = torch's default)
+    workers: int = 0             # DataLoader processes preparing batches (0 = in the loop)
+    prefetch: int = 2            # batches each worker keeps ready (workers > 0 only)
+    activation_checkpointing: bool = False  # RSTN: recompute unrolled steps in backward
 
 
 @dataclass
@@ -82,6 +84,8 @@ class TestConfig:
     thr: float = 0.99            # Algorithm 2: stop when DSC(Z(t-1), Z(t)) >= thr
     coarse_components: bool = False  # keep large components of Z(0) before the fine rounds
     batch_size: int = 8          # slices per forward pass
+    channels_last: bool = False  # CUDA only: nets and inputs in channels-last memory format
+    compile: bool = False        # torch.compile the nets (book/performance.md: slower on CPU)
 
 
 @dataclass

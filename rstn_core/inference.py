@@ -5,8 +5,16 @@ each window predicts its 3 slices, so a slice gets up to 3 predictions that are 
 (authors' code). Windows go through the net in batches under `torch.inference_mode`; in the
 fine stage only windows whose box is non-empty are run at all — the others predict 0, as a
 fine map is 0 outside its box.
+
+Two speed options, off by default (config `test.channels_last`, `test.compile`), switched on
+for a block with :func:`inference_options`: channels-last memory format for nets and inputs
+(CUDA only; ignored on CPU), and `torch.compile` of each net (book/performance.md measures it:
+slower than eager on the CPU scales, hence off).
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import numpy as np
 import torch
@@ -14,9 +22,59 @@ import torch
 from .batching import fine_forward, paste_batch
 from .crop import bbox
 from .train import autocast
-from .views import VIEW_AXIS, from_view, to_view
+from .views import from_view, to_view
 
-__all__ = ["WindowAccumulator", "coarse_probability", "fine_probability", "window_index"]
+__all__ = ["WindowAccumulator", "coarse_probability", "fine_probability", "window_index",
+           "inference_options", "prepare_net"]
+
+_DEFAULTS = {"channels_last": False, "compile": False}
+_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("rstn_inference_options",
+                                                                default=_DEFAULTS)
+
+
+@contextlib.contextmanager
+def inference_options(**options):
+    """Inference options for the block: channels_last (CUDA only) and compile (torch.compile,
+    each net compiled once on first use and kept with it), e.g.
+    ``with inference_options(compile=cfg.test.compile): test_fold(cfg, ...)``."""
+    unknown = set(options) - set(_DEFAULTS)
+    if unknown:
+        raise ValueError(f"inference_options: unknown {sorted(unknown)}; expected a subset of "
+                         f"{sorted(_DEFAULTS)}.")
+    token = _OPTIONS.set({**_DEFAULTS, **{k: bool(v) for k, v in options.items()}})
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def _cuda(device) -> bool:
+    return str(device).startswith("cuda")
+
+
+def prepare_net(net, device: str = "cpu"):
+    """What to call for `net` under the current options: the net itself (channels-last
+    weights on CUDA when asked), or its `torch.compile`d module, made once and kept on the
+    net (outside its state dict)."""
+    opts = _OPTIONS.get()
+    if opts["channels_last"] and _cuda(device) and not getattr(net, "_rstn_channels_last", 0):
+        net.to(memory_format=torch.channels_last)
+        object.__setattr__(net, "_rstn_channels_last", True)
+    if not opts["compile"]:
+        return net
+    compiled = getattr(net, "_rstn_compiled", None)
+    if compiled is None:
+        compiled = torch.compile(net)
+        object.__setattr__(net, "_rstn_compiled", compiled)   # not a sub-module: no new keys
+    return compiled
+
+
+def _input(x: torch.Tensor, device) -> torch.Tensor:
+    """A batch on `device`, channels-last when that option is on (CUDA)."""
+    x = x.to(device)
+    if _OPTIONS.get()["channels_last"] and _cuda(device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def window_index(n: int, centres: np.ndarray) -> np.ndarray:
@@ -56,13 +114,14 @@ def coarse_probability(net, vol01: np.ndarray, view: str, batch_size: int = 8,
     vol01: (X, Y, Z) windowed volume in [0, 1]. Returns (X, Y, Z) float32.
     """
     net.eval()
+    run = prepare_net(net, device)
     vol_v = to_view(vol01, view)
     acc = WindowAccumulator(*vol_v.shape)
     for s in range(0, len(vol_v), batch_size):
         centres = np.arange(s, min(s + batch_size, len(vol_v)))
-        x = _stacks(vol_v, centres).to(device)
+        x = _input(_stacks(vol_v, centres), device)
         with autocast(device):
-            p = torch.sigmoid(net(x).float())
+            p = torch.sigmoid(run(x).float())
         acc.add(centres, p.cpu().numpy())
     return from_view(acc.mean(), view)
 
@@ -80,6 +139,7 @@ def fine_probability(net, vol01: np.ndarray, ref: np.ndarray, view: str, margin:
     weights). Returns ((X, Y, Z) float32 probability, number of windows run).
     """
     net.eval()
+    run = prepare_net(net, device)
     vol_v = to_view(vol01, view)
     box_v = to_view(np.asarray(ref if boxes_from is None else boxes_from) >= 0.5, view)
     w_v = None
@@ -94,11 +154,11 @@ def fine_probability(net, vol01: np.ndarray, ref: np.ndarray, view: str, margin:
     for s in range(0, len(todo), batch_size):
         centres = todo[s:s + batch_size]
         boxes = [boxes_all[j] for j in centres]
-        x = _stacks(vol_v, centres).to(device)
+        x = _input(_stacks(vol_v, centres), device)
         with autocast(device):
             if saliency is not None:
                 x = saliency(x, _stacks(w_v, centres).to(device))   # I = X ⊙ g(P; eta)
-            p, _ = fine_forward(net, x, boxes, zoom)
+            p, _ = fine_forward(run, x, boxes, zoom)
         full = paste_batch(p.float(), boxes, (H, W))               # 0 outside the box
         acc.add(centres, full.cpu().numpy())
     return from_view(acc.mean(), view), len(todo)

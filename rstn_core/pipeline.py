@@ -87,15 +87,30 @@ def run_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:
     return Path(cfg.run_root) / cfg.scale / name / f"fold{fold}"
 
 
+# settings that change how a run executes, never what it computes: a run may resume with others
+EXECUTION_ONLY = {"device": None, "train": ("workers", "prefetch", "activation_checkpointing"),
+                  "test": ("channels_last", "compile", "batch_size")}
+
+
+def _settings(d: dict) -> dict:
+    """A config dict without its execution-only settings (what _check_config compares)."""
+    out = {}
+    for k, v in d.items():
+        drop = EXECUTION_ONLY.get(k, ())
+        if drop is None:
+            continue
+        out[k] = {kk: vv for kk, vv in v.items() if kk not in drop} if drop else v
+    return out
+
+
 def _check_config(cfg: Config, folder: Path):
     """config.json is written before step 1; a folder made with other settings is refused."""
     path = folder / "config.json"
-    mine = {k: v for k, v in cfg.to_dict().items() if k not in ("device",)}
+    mine = _settings(cfg.to_dict())
     if path.is_file():
         # read through Config so a folder made before a field was added still matches
         # (the new field takes its default); unknown keys are refused by from_dict
-        old = {k: v for k, v in Config.from_dict(json.loads(path.read_text())).to_dict().items()
-               if k != "device"}
+        old = _settings(Config.from_dict(json.loads(path.read_text())).to_dict())
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
             raise FileExistsError(f"{folder} was made with other settings ({', '.join(diff)}); "
@@ -146,16 +161,25 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     view, started from the stepwise nets of the same fold (trained first if missing).
 
     slices_fn(view) -> SliceSet replaces the training slices (e.g. the cyst chapter's X').
+    Under torchrun every rank calls this; rank 0 writes the data, caches and files first.
     """
+    from . import distributed
     from .rstn import train_rstn
+    from .slices import batch_source
     from .stepwise import train_coarse, train_fine
+    from .train import training_options
     _set_threads(cfg)
-    train_refs, _ = fold_cases(cfg, fold, progress)
+    distributed.setup(cfg.device)
+    if distributed.world_size() > 1:
+        distributed.check_batch(cfg.train.batch_size)
+    progress = progress and distributed.is_main()
+    out = run_dir(cfg, method, fold, tag)
+    with distributed.main_first():          # rank 0 writes the phantom, folds, config.json
+        train_refs, _ = fold_cases(cfg, fold, progress)
+        out.mkdir(parents=True, exist_ok=True)
+        _check_config(cfg, out)
     cache = _cache(cfg)
     views = views or list(cfg.views)
-    out = run_dir(cfg, method, fold, tag)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg, out)
     stats = {}
     stepwise_dir = run_dir(cfg, "stepwise", fold)
     if method == "rstn" and cfg.rstn.from_stepwise:
@@ -165,19 +189,28 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
                           train_fold(cfg, "stepwise", fold, views, resume, progress,
                                      slices_fn=slices_fn).items()})
     for v in views:
-        slices = slices_fn(v) if slices_fn else training_slices(cfg, train_refs, v, cache)
-        if method == "stepwise":
-            _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
+        with distributed.main_first():      # rank 0 builds the per-case caches
+            slices = slices_fn(v) if slices_fn else training_slices(cfg, train_refs, v, cache)
+        slices = batch_source(slices, cfg.train.workers, cfg.train.prefetch)
+        with training_options(cfg.train.activation_checkpointing):
+            if method == "stepwise":
+                _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
+                                                       progress)
+                _, stats[f"{v}_fine"] = train_fine(cfg, slices, out / f"{v}_fine", resume,
                                                    progress)
-            _, stats[f"{v}_fine"] = train_fine(cfg, slices, out / f"{v}_fine", resume, progress)
-        elif method == "rstn":
-            init = stepwise_dir if cfg.rstn.from_stepwise else None
-            _, stats[v] = train_rstn(cfg, slices, out / v, init, resume, progress)
-        else:
-            raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
+            elif method == "rstn":
+                init = stepwise_dir if cfg.rstn.from_stepwise else None
+                _, stats[v] = train_rstn(cfg, slices, out / v, init, resume, progress)
+            else:
+                raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
+        if hasattr(type(slices), "close"):
+            slices.close()                  # stop the DataLoader workers of this view
     summary = {k: {kk: vv for kk, vv in s.items() if kk != "losses"} for k, s in stats.items()}
-    old = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
-    atomic_write_json(out / "train.json", {**old, **summary})
+    if distributed.is_main():
+        old = (json.loads((out / "train.json").read_text()) if (out / "train.json").is_file()
+               else {})
+        atomic_write_json(out / "train.json", {**old, **summary})
+    distributed.barrier()
     return stats
 
 
@@ -205,6 +238,7 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
 
     from .data import load_case, target_mask
     from .evaluate import evaluate_rstn_case, evaluate_stepwise_case
+    from .inference import inference_options
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
     folder = run_dir(cfg, method, fold, tag)
@@ -214,6 +248,10 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
     rows, times = [], []
     models = None
     test_dir = test_dir or ("test_equal_time" if equal_time else "test")
+    t_opt = cfg.test
+
+    def options():                      # test.channels_last / test.compile (CUDA speed-ups)
+        return inference_options(channels_last=t_opt.channels_last, compile=t_opt.compile)
     for ref in tqdm(test_refs, desc=f"test {cfg.target} {method} fold {fold}",
                     disable=not progress):
         case = load_case(ref.image, ref.label)
@@ -225,10 +263,12 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
             models = load_method(cfg, method, fold, tag, sizes, equal_time)
         t0 = time.perf_counter()
         if method == "stepwise":
-            row, res = evaluate_stepwise_case(image, label, models, cfg.test.T)
+            with options():
+                row, res = evaluate_stepwise_case(image, label, models, cfg.test.T)
             final = res.masks[row["stop"]["0.95"]["iterations"]].astype(np.float32)
         else:
-            row, res = evaluate_rstn_case(image, label, models, cfg.test.T)
+            with options():
+                row, res = evaluate_rstn_case(image, label, models, cfg.test.T)
             final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
         times.append(time.perf_counter() - t0)
         atomic_savez(folder / test_dir / "probs" / f"{ref.id}.npz",

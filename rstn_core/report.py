@@ -119,7 +119,7 @@ def comparison_table(a_rows, b_rows, a_name="RSTN (thr 0.99)", b_name="stepwise 
                            np.array([b_by[(r["fold"], r["id"])]["coarse"] for r in a_rows
                                      if (r["fold"], r["id"]) in b_by]))
     return "\n".join([
-        f"| comparison | n | mean gain ± std (points) | wins / losses | largest gain / loss | p |",
+        "| comparison | n | mean gain ± std (points) | wins / losses | largest gain / loss | p |",
         "|---|---|---|---|---|---|",
         f"| {a_name} vs {b_name} | {c['n']} | {100 * c['mean_gain']:+.2f} ± {100 * c['std_gain']:.2f}"
         f" | {c['wins']} / {c['losses']} | {100 * c['largest_gain']:+.2f} / "

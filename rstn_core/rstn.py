@@ -9,6 +9,7 @@ g, which is the point of the method.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,14 @@ class RSTN(nn.Module):
     Args:
         margin: K, the crop frame in pixels (CVPR: 20 at 512 px).
         zoom: fine crops upsampled by this integer factor (1 = the paper).
+
+    `activation_checkpointing = True` (config `train.activation_checkpointing`) keeps only
+    the inputs and outputs of the coarse pass and of each unrolled step in training and
+    recomputes their insides in the backward pass (torch.utils.checkpoint, non-reentrant):
+    the same gradients, less memory for large T, about one more forward pass of time.
     """
+
+    activation_checkpointing: bool = False
 
     def __init__(self, coarse: nn.Module, fine: nn.Module, saliency: SaliencyTransform,
                  margin: int = 20, zoom: int = 1):
@@ -64,11 +72,25 @@ class RSTN(nn.Module):
             out.append(pred)
         return out
 
+    def _fine_step(self, x: torch.Tensor, p: torch.Tensor, boxes, shape) -> torch.Tensor:
+        """One unrolled step on the samples that have a box: P(t) pasted on full slices."""
+        i_t = self.saliency(x, p)                                   # I(t) = X ⊙ g(P(t-1); η)
+        pc, _ = fine_forward(self.fine, i_t, boxes, self.zoom)      # f(Crop[I(t); P(t-1)]; θF)
+        return paste_batch(pc.float(), boxes, shape)                # pasted back, 0 outside
+
+    def _run(self, fn, *args):
+        """fn(*args), recomputed in backward instead of stored when checkpointing is on."""
+        if not (self.activation_checkpointing and torch.is_grad_enabled() and self.training):
+            return fn(*args)
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(fn, *args, use_reentrant=False,
+                          context_fn=lambda: (contextlib.nullcontext(), _keep_bn_stats(self)))
+
     def forward(self, x: torch.Tensor, T: int = 1, ref: str = "pred",
                 y: torch.Tensor | None = None):
         """Unrolled RSTN. x: (N, 3, H, W) in [0, 1]. Returns (coarse logits, [P(0) … P(T)]),
         every P(t) of shape (N, 3, H, W)."""
-        logits = self.coarse(x).float()
+        logits = self._run(self.coarse, x).float()
         p = torch.sigmoid(logits)                                   # P(0) = f(X; θC)
         probs = [p]
         H, W = x.shape[-2:]
@@ -78,14 +100,30 @@ class RSTN(nn.Module):
             p_next = x.new_zeros(x.shape[0], 3, H, W)
             if keep:
                 idx = torch.tensor(keep, device=x.device)
-                i_t = self.saliency(x[idx], p[idx])                 # I(t) = X ⊙ g(P(t-1); η)
                 kb = [boxes[b] for b in keep]
-                pc, _ = fine_forward(self.fine, i_t, kb, self.zoom)  # f(Crop[I(t); P(t-1)]; θF)
-                full = paste_batch(pc.float(), kb, (H, W))          # pasted back, 0 outside
+                full = self._run(self._fine_step, x[idx], p[idx], kb, (H, W))
                 p_next = p_next.index_copy(0, idx, full)
             p = p_next
             probs.append(p)                                         # P(t)
         return logits, probs
+
+
+@contextlib.contextmanager
+def _keep_bn_stats(module: nn.Module):
+    """Around a checkpoint's recomputation: BatchNorm running statistics (and batch counts)
+    are put back as they were, so the repeated forward pass does not update them twice."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats and m.running_mean is not None]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+             for m in bns]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mu, var, n) in zip(bns, saved):
+                m.running_mean.copy_(mu)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(n)
 
 
 def joint_loss(logits: torch.Tensor, probs: list, y: torch.Tensor, coarse_loss: str = "dice",

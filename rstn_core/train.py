@@ -4,10 +4,16 @@ Exact resume by construction: everything random in iteration i (which windows, w
 dropout) is drawn from generators seeded by (seed, i), and the learning rate is a function of i,
 so restoring the model, the optimiser state and i restores the run. Checkpoints are written
 atomically every `checkpoint_every` iterations; `loss.csv` is rewritten with each checkpoint.
+
+Under `torchrun --nproc_per_node=N` (rstn_core.distributed) the same loop runs on N ranks:
+DistributedDataParallel averages the gradients of each rank's share of the batch, the logged
+loss is the mean over ranks, and only rank 0 writes files (the others wait at a barrier).
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +22,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import distributed
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 
 __all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "autocast",
-           "load_final", "snapshot_at_time"]
+           "load_final", "snapshot_at_time", "training_options"]
 
 FINAL = "checkpoint_final.pt"
 LATEST = "checkpoint_latest.pt"
@@ -35,6 +42,52 @@ def autocast(device: str):
     if str(device).startswith("cuda"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("rstn_training_options",
+                                                                default={})
+
+
+@contextlib.contextmanager
+def training_options(activation_checkpointing: bool = False):
+    """Options that `run_training` applies to every model it trains inside the block.
+
+    activation_checkpointing: sets `activation_checkpointing = True` on every sub-module that
+    has that attribute (the RSTN: its unrolled steps are recomputed in the backward pass
+    instead of kept), for the duration of the run.
+    """
+    token = _OPTIONS.set({"activation_checkpointing": bool(activation_checkpointing)})
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+@contextlib.contextmanager
+def _checkpointing(model: torch.nn.Module, enabled: bool):
+    """Switch activation checkpointing on for the modules that support it, then restore."""
+    mods = [m for m in model.modules() if hasattr(m, "activation_checkpointing")] if enabled else []
+    old = [m.activation_checkpointing for m in mods]
+    for m in mods:
+        m.activation_checkpointing = True
+    try:
+        yield
+    finally:
+        for m, v in zip(mods, old):
+            m.activation_checkpointing = v
+
+
+def _dropout_seed(seed: int, i: int) -> int:
+    """Torch's seed in iteration i (dropout): a function of (seed, i), and of the rank in a
+    process group, so that the ranks' shares of a batch get different dropout masks."""
+    base = seed * 1_000_003 + i
+    world = distributed.world_size()
+    return base if world == 1 else base * world + distributed.rank()
+
+
+def _device_of(model: torch.nn.Module) -> str:
+    p = next(model.parameters(), None)
+    return "cpu" if p is None else p.device.type
 
 
 def make_optimizer(name: str, param_groups, lr: float, momentum: float = 0.99,
@@ -88,10 +141,15 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
 
     A finished run (checkpoint_final.pt present) is skipped. An interrupted one needs
     `resume=True` and continues exactly where its last checkpoint stopped.
+    In a process group (torchrun; rstn_core.distributed) the model runs under DDP, the loss
+    logged is the mean over ranks, and rank 0 alone writes files and shows the progress bar.
     Returns {"iterations", "seconds", "seconds_per_iteration", "losses", "skipped"}.
     """
     from tqdm.auto import tqdm
 
+    device = _device_of(spec.model)
+    distributed.setup(device)
+    main = distributed.is_main()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / FINAL).is_file():
@@ -114,40 +172,48 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
         g["initial_lr"] = lr
 
     def save(i, path):
-        state = {"model": spec.model.state_dict(), "optimizer": spec.optimizer.state_dict(),
-                 "iteration": i, "losses": losses, "seconds": seconds, "seed": spec.seed}
-        atomic_torch_save(state, path)
-        atomic_write_text(run_dir / "loss.csv", "iteration,loss\n" + "".join(
-            f"{k + 1},{v:.6f}\n" for k, v in enumerate(losses)))
+        if main:                                          # rank 0 writes; the others wait
+            state = {"model": spec.model.state_dict(), "optimizer": spec.optimizer.state_dict(),
+                     "iteration": i, "losses": losses, "seconds": seconds, "seed": spec.seed}
+            atomic_torch_save(state, path)
+            atomic_write_text(run_dir / "loss.csv", "iteration,loss\n" + "".join(
+                f"{k + 1},{v:.6f}\n" for k, v in enumerate(losses)))
+        distributed.barrier()
 
     spec.model.train()
     bar = tqdm(range(start, spec.iterations), initial=start, total=spec.iterations,
-               desc=spec.name, disable=not progress, leave=False)
-    t0 = time.perf_counter()
-    for i in bar:
-        for g, lr in zip(spec.optimizer.param_groups, base_lrs):
-            g["lr"] = lr * spec.lr_at(i)                      # the schedule is a function of i
-        torch.manual_seed(spec.seed * 1_000_003 + i)           # dropout of iteration i
-        loss = spec.step(i, iteration_rng(spec.seed, i))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{spec.name}: loss is {loss.item()} at iteration {i}; "
-                                     "lower the learning rate.")
-        spec.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        spec.optimizer.step()
-        losses.append(float(loss.detach()))
-        if (i + 1) % spec.checkpoint_every == 0 and i + 1 < spec.iterations:
-            seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            save(i + 1, run_dir / LATEST)
-            if spec.keep_snapshots:   # weights + elapsed time: compare nets at equal time
-                atomic_torch_save({"model": spec.model.state_dict(), "iteration": i + 1,
-                                   "seconds": seconds}, run_dir / "snapshots" / f"it{i + 1}.pt")
-        if progress and (i % 10 == 0):
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    seconds += time.perf_counter() - t0
+               desc=spec.name, disable=not (progress and main), leave=False)
+    options = _OPTIONS.get()
+    with distributed.data_parallel(spec.model, device), \
+            _checkpointing(spec.model, options.get("activation_checkpointing", False)):
+        t0 = time.perf_counter()
+        for i in bar:
+            for g, lr in zip(spec.optimizer.param_groups, base_lrs):
+                g["lr"] = lr * spec.lr_at(i)                  # the schedule is a function of i
+            torch.manual_seed(_dropout_seed(spec.seed, i))     # dropout of iteration i
+            loss = spec.step(i, iteration_rng(spec.seed, i))
+            value = distributed.mean(loss)                     # the same on every rank
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{spec.name}: loss is {value} at iteration {i}; "
+                                         "lower the learning rate.")
+            spec.optimizer.zero_grad(set_to_none=True)
+            loss.backward()                                    # DDP: gradients averaged here
+            spec.optimizer.step()
+            losses.append(value)
+            if (i + 1) % spec.checkpoint_every == 0 and i + 1 < spec.iterations:
+                seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save(i + 1, run_dir / LATEST)
+                if spec.keep_snapshots and main:   # weights + elapsed time: equal-time nets
+                    atomic_torch_save({"model": spec.model.state_dict(), "iteration": i + 1,
+                                       "seconds": seconds}, run_dir / "snapshots" / f"it{i + 1}.pt")
+            if progress and main and (i % 10 == 0):
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        seconds += time.perf_counter() - t0
     save(spec.iterations, run_dir / FINAL)
-    (run_dir / LATEST).unlink(missing_ok=True)
+    if main:
+        (run_dir / LATEST).unlink(missing_ok=True)
+    distributed.barrier()                 # FINAL in place before any rank reads it
     n = spec.iterations - start
     return {"iterations": spec.iterations, "seconds": seconds,
             "seconds_per_iteration": seconds / max(1, spec.iterations), "losses": losses,

@@ -96,3 +96,14 @@ def test_run_folder_of_an_older_config_is_accepted_and_other_settings_refused(tm
     _check_config(cfg.replace(**{"train.keep_snapshots": False}), tmp_path)  # default: False
     with pytest.raises(FileExistsError, match=r"other settings \(train\)"):
         _check_config(cfg.replace(**{"train.zoom": 3}), tmp_path)
+
+
+def test_execution_only_settings_may_change_on_resume(tmp_path):
+    # workers, checkpointing, compile... change how a run executes, not what it computes
+    from rstn_core.pipeline import _check_config
+    cfg = get_config("smoke")
+    _check_config(cfg, tmp_path)
+    _check_config(cfg.replace(**{"train.workers": 2, "train.activation_checkpointing": True,
+                                 "test.compile": True, "device": "cuda"}), tmp_path)
+    with pytest.raises(FileExistsError, match=r"\(test\)"):
+        _check_config(cfg.replace(**{"test.margin": 7}), tmp_path)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from rstn_core.config import Config, ModelConfig, RSTNConfig, TrainConfig
+from rstn_core.config import Config, RSTNConfig
 from rstn_core.networks.fcn8s import FCN8s
 from rstn_core.rstn import (RSTN, RSTNModels, joint_loss, rstn_oracle, rstn_predict,
                             rstn_schedule, saliency_channels)
