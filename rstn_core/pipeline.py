@@ -78,8 +78,15 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
 
 
 def variant_name(cfg: Config) -> str:
+    """CVPR Table 1's name of an RSTN variant ("3x3", "two-layer 3x3"), plus the fine + g
+    learning-rate multiplier when it differs from the scale's default."""
+    from .config import get_config
     r = cfg.rstn
-    return f"{'two-layer ' if r.layers == 2 else ''}{r.kernel_size}x{r.kernel_size}"
+    name = f"{'two-layer ' if r.layers == 2 else ''}{r.kernel_size}x{r.kernel_size}"
+    if cfg.scale in ("smoke", "standard", "paper") and \
+            r.fine_lr_mult != get_config(cfg.scale).rstn.fine_lr_mult:
+        name += f", fine + g lr x{r.fine_lr_mult:g}"
+    return name
 
 
 def run_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:

@@ -129,3 +129,12 @@ def test_oracles_and_saliency_channels():
         rstn_oracle(vol, lab, ms, "psychic", hu=False)
     w = saliency_channels(ms.models["axial"], np.random.rand(3, 16, 16))
     assert w.shape == (3, 16, 16) and np.allclose(w, 1.0)     # identity at initialisation
+
+
+def test_variant_names_follow_cvpr_table_1_and_flag_a_changed_learning_rate():
+    from rstn_core.pipeline import variant_name
+    assert variant_name(get_config("standard")) == "3x3"
+    assert variant_name(get_config("paper", **{"rstn.layers": 2})) == "two-layer 3x3"
+    assert variant_name(get_config("standard", **{"rstn.kernel_size": 5,
+                                                  "rstn.fine_lr_mult": 10.0})) == \
+        "5x5, fine + g lr x10"
