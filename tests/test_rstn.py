@@ -132,6 +132,7 @@ def test_oracles_and_saliency_channels():
 
 
 def test_variant_names_follow_cvpr_table_1_and_flag_a_changed_learning_rate():
+    from rstn_core.config import get_config
     from rstn_core.pipeline import variant_name
     assert variant_name(get_config("standard")) == "3x3"
     assert variant_name(get_config("paper", **{"rstn.layers": 2})) == "two-layer 3x3"
