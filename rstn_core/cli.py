@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from .config import Config, get_config
+    from rstn_core.config import Config, get_config
     cfg = Config.load(args.config) if args.config else get_config(args.scale)
     over = {}
     for kv in args.set:
@@ -151,7 +151,7 @@ def _parse_value(v: str):
 
 def _cmd_phantom(args):
     from dataclasses import replace
-    from .data.phantom import phantom_preset, write_dataset
+    from rstn_core.data.phantom import phantom_preset, write_dataset
     cfg = phantom_preset(args.scale)
     over = {}
     for kv in args.set:
@@ -166,7 +166,7 @@ def _cmd_phantom(args):
 
 
 def _cmd_inspect(args):
-    from .data import inspect_path
+    from rstn_core.data import inspect_path
     print(inspect_path(args.path))
 
 
@@ -180,19 +180,19 @@ def _cmd_config(args):
 
 
 def _cmd_train(args):
-    from .pipeline import train_fold
+    from rstn_core.experiments.pipeline import train_fold
     cfg = _config(args)
     stats = train_fold(cfg, args.method, args.fold, views=args.view, resume=args.resume,
                        progress=not args.quiet)
-    from .distributed import is_main
+    from rstn_core.engine.distributed import is_main
     for name, s in (stats.items() if is_main() else ()):   # torchrun: rank 0 reports
         print(f"{name}: {s['iterations']} it, {s['seconds']:.1f} s"
               f"{' (already trained)' if s.get('skipped') else ''}")
 
 
 def _cmd_test(args):
-    from .pipeline import test_fold
-    from .report import fold_table
+    from rstn_core.experiments.pipeline import test_fold
+    from rstn_core.experiments.report import fold_table
     cfg = _config(args)
     res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
                     equal_time=args.equal_time)
@@ -201,17 +201,17 @@ def _cmd_test(args):
 
 
 def _cmd_report(args):
-    from .report import report
+    from rstn_core.experiments.report import report
     print(report(args.runs, scale=args.scale, book_path=args.book))
 
 
 def _cmd_compare(args):
-    from .report import compare_runs
+    from rstn_core.experiments.report import compare_runs
     print(compare_runs(args.a, args.b, args.a_stop, args.b_stop))
 
 
 def _cmd_figures(args):
-    from .figures import write_figures
+    from rstn_core.plots.figures import write_figures
     res = write_figures(args.runs, args.scale, args.out, args.rstn)
     c = res["context"]
     print(f"context case: {c['id']} (fold {c['fold']}), axial slice {c['index']}: slice DSC "
@@ -220,12 +220,12 @@ def _cmd_figures(args):
 
 
 def _cmd_folds(args):
-    from .runner import run_folds
+    from rstn_core.experiments.fold_runner import run_folds
     run_folds(args.notebook, args.folds, dict(args.parameter), args.out, jobs=args.jobs)
 
 
 def _cmd_run(args):
-    from .pipeline import main_job
+    from rstn_core.experiments.pipeline import main_job
     cfg = _config(args)
     main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
@@ -258,7 +258,7 @@ COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_con
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":          # bench parses its own flags
-        from .bench import bench_main
+        from rstn_core.bench import bench_main
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:

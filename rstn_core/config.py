@@ -112,7 +112,7 @@ class Config:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            from .io import atomic_write_text
+            from rstn_core.io import atomic_write_text
             atomic_write_text(path, text + "\n")
         return text
 
@@ -120,13 +120,13 @@ class Config:
         import yaml
         text = yaml.safe_dump(self.to_dict(), sort_keys=True)
         if path is not None:
-            from .io import atomic_write_text
+            from rstn_core.io import atomic_write_text
             atomic_write_text(path, text)
         return text
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        from .data.phantom import PhantomConfig
+        from rstn_core.data.phantom import PhantomConfig
         d = dict(d)
         sub = {"model": ModelConfig, "train": TrainConfig, "rstn": RSTNConfig,
                "test": TestConfig, "phantom": PhantomConfig}
@@ -193,7 +193,7 @@ def get_config(scale: str = "standard", **overrides) -> Config:
     >>> get_config("smoke").model.width
     0.0625
     """
-    from .data.phantom import phantom_preset
+    from rstn_core.data.phantom import phantom_preset
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {list(SCALES)}.")
     cfg = Config(scale=scale, phantom=phantom_preset(scale))

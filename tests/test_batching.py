@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from rstn_core.batching import crop_batch, fine_forward, paste_batch, zoom_in, zoom_out
+from rstn_core.engine.batching import crop_batch, fine_forward, paste_batch, zoom_in, zoom_out
 from rstn_core.crop import Box
-from rstn_core.inference import WindowAccumulator, window_index
+from rstn_core.engine.inference import WindowAccumulator, window_index
 from rstn_core.views import average_windows
 
 

@@ -87,7 +87,7 @@ def test_run_folder_of_an_older_config_is_accepted_and_other_settings_refused(tm
     import json
 
     from rstn_core.config import get_config
-    from rstn_core.pipeline import _check_config
+    from rstn_core.experiments.pipeline import _check_config
     cfg = get_config("smoke")
     _check_config(cfg, tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -100,7 +100,7 @@ def test_run_folder_of_an_older_config_is_accepted_and_other_settings_refused(tm
 
 def test_execution_only_settings_may_change_on_resume(tmp_path):
     # workers, checkpointing, compile... change how a run executes, not what it computes
-    from rstn_core.pipeline import _check_config
+    from rstn_core.experiments.pipeline import _check_config
     cfg = get_config("smoke")
     _check_config(cfg, tmp_path)
     _check_config(cfg.replace(**{"train.workers": 2, "train.activation_checkpointing": True,

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from rstn_core.cyst import (RegionSpec, cyst_rows, cyst_table, final_dsc, load_prediction,
+from rstn_core.experiments.cyst import (RegionSpec, cyst_rows, cyst_table, final_dsc, load_prediction,
                             pancreas_region, region_training_slices, restrict_to_region,
                             study_config, train_region_fold)
-from rstn_core import cyst
+from rstn_core.experiments import cyst
 from rstn_core.views import to_view, window
 
 

@@ -1,4 +1,4 @@
-"""rstn_core.distributed: two gloo processes under torchrun train like one process.
+"""rstn_core.engine.distributed: two gloo processes under torchrun train like one process.
 
 The end-to-end test starts `python -m torch.distributed.run --nproc_per_node=2` on a small
 script that trains a tiny coarse FCN-8s with the library's own `train_coarse` ->
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from rstn_core import distributed
-from rstn_core.slices import BatchSource, SliceSet
-from rstn_core.train import iteration_rng
+from rstn_core.engine import distributed
+from rstn_core.engine.slices import BatchSource, SliceSet
+from rstn_core.engine.train import iteration_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERATIONS = 4
@@ -31,10 +31,10 @@ SCRIPT = textwrap.dedent('''
     from pathlib import Path
     import numpy as np
     import torch
-    import rstn_core.train as train
-    from rstn_core import distributed
-    from rstn_core.slices import SliceSet, batch_source
-    from rstn_core.stepwise import train_coarse
+    import rstn_core.engine.train as train
+    from rstn_core.engine import distributed
+    from rstn_core.engine.slices import SliceSet, batch_source
+    from rstn_core.algorithms.stepwise import train_coarse
     from tests.test_distributed import toy_config, toy_slices
 
     out, mode = Path(sys.argv[1]), sys.argv[2]
@@ -140,7 +140,7 @@ def test_only_rank_0_writes_files(two_ranks):
 
 def test_two_ranks_equal_one_process_on_the_whole_batch(two_ranks, tmp_path):
     """Gradient averaging over the ranks' halves = the gradient of the whole batch."""
-    from rstn_core.stepwise import build_net, train_coarse
+    from rstn_core.algorithms.stepwise import build_net, train_coarse
     torch.set_num_threads(1)
     net, stats = train_coarse(toy_config(), toy_slices(), tmp_path / "one", progress=False)
     ddp = torch.load(two_ranks / "ddp_rank0.pt", weights_only=True)
@@ -190,5 +190,5 @@ def test_one_process_helpers_are_no_ops():
         assert m is net and "forward" not in vars(net)
     assert distributed.mean(torch.tensor(2.5)) == 2.5
     s = toy_slices()
-    from rstn_core.slices import batch_source
+    from rstn_core.engine.slices import batch_source
     assert batch_source(s) is s                         # today's path: the SliceSet itself

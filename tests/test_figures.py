@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rstn_core.figures import context_figure, find_context_case, saliency_figure, slice_dsc
+from rstn_core.plots.figures import context_figure, find_context_case, saliency_figure, slice_dsc
 from rstn_core.metrics import dsc
 
 
@@ -76,7 +76,7 @@ def _fake_run(root, method, folds_dscs):
 
 
 def test_compare_runs_pairs_cases_by_fold_and_id_with_each_methods_stop_rule(tmp_path):
-    from rstn_core.report import compare_runs
+    from rstn_core.experiments.report import compare_runs
     a = _fake_run(tmp_path / "a", "rstn", {0: [0.5, 0.6], 1: [0.7]})         # read at 0.99: +0.1
     b = _fake_run(tmp_path / "b", "stepwise", {0: [0.55, 0.6], 1: [0.6], 2: [0.1]})
     line = compare_runs(a, b).splitlines()[2].split(" | ")

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from rstn_core.organs import (CHAPTER_ORGAN_TABLE, COLUMNS, ORGANS, hard_target_gain,
+from rstn_core.experiments.organs import (CHAPTER_ORGAN_TABLE, COLUMNS, ORGANS, hard_target_gain,
                               load_organ_probs, merge_organs, organ_commands, organ_config,
                               organ_rows, organ_table)
 

@@ -4,7 +4,7 @@ import torch
 
 from rstn_core.config import Config, RSTNConfig
 from rstn_core.networks.fcn8s import FCN8s
-from rstn_core.rstn import (RSTN, RSTNModels, joint_loss, rstn_oracle, rstn_predict,
+from rstn_core.algorithms.rstn import (RSTN, RSTNModels, joint_loss, rstn_oracle, rstn_predict,
                             rstn_schedule, saliency_channels)
 from rstn_core.saliency import SaliencyTransform
 from tests.helpers import ConstNet, ThresholdNet
@@ -133,7 +133,7 @@ def test_oracles_and_saliency_channels():
 
 def test_variant_names_follow_cvpr_table_1_and_flag_a_changed_learning_rate():
     from rstn_core.config import get_config
-    from rstn_core.pipeline import variant_name
+    from rstn_core.experiments.pipeline import variant_name
     assert variant_name(get_config("standard")) == "3x3"
     assert variant_name(get_config("paper", **{"rstn.layers": 2})) == "two-layer 3x3"
     assert variant_name(get_config("standard", **{"rstn.kernel_size": 5,

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from rstn_core.networks.fcn8s import FCN8s
-from rstn_core.rstn import RSTN, joint_loss
+from rstn_core.algorithms.rstn import RSTN, joint_loss
 from rstn_core.saliency import SaliencyTransform
-from rstn_core.slices import BatchSource, IterationBatches, iteration_loader, iteration_of
-from rstn_core.train import iteration_rng, training_options
+from rstn_core.engine.slices import BatchSource, IterationBatches, iteration_loader, iteration_of
+from rstn_core.engine.train import iteration_rng, training_options
 from tests.test_distributed import toy_slices
 
 
@@ -55,7 +55,7 @@ def test_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
 
 
 def test_checkpointing_option_reaches_the_rstn_only_inside_training(tmp_path):
-    from rstn_core.train import TrainSpec, run_training
+    from rstn_core.engine.train import TrainSpec, run_training
     m = _rstn()
     seen = []
 
@@ -121,7 +121,7 @@ def test_batch_source_with_workers_serves_a_training_run_exactly():
 # -- inference options ------------------------------------------------------------------------
 
 def test_inference_options_keep_the_probabilities_on_cpu():
-    from rstn_core.inference import coarse_probability, inference_options, prepare_net
+    from rstn_core.engine.inference import coarse_probability, inference_options, prepare_net
     torch.manual_seed(0)
     net = FCN8s(3, 3, width=1 / 32, fc_kernel=3).eval()
     with torch.no_grad():
@@ -168,7 +168,7 @@ def textwrap_dedent(s):
 def test_fold_runner_runs_two_folds_side_by_side(tmp_path):
     import nbformat
 
-    from rstn_core.runner import run_folds
+    from rstn_core.experiments.fold_runner import run_folds
     nb = tmp_path / "tiny.ipynb"
     _notebook(nb)
     t0 = time.perf_counter()

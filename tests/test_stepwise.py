@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rstn_core.evaluate import evaluate_stepwise_case, read_off
+from rstn_core.experiments.evaluate import evaluate_stepwise_case, read_off
 from rstn_core.metrics import dsc
-from rstn_core.stepwise import StepwiseNets, fixed_point_predict
+from rstn_core.algorithms.stepwise import StepwiseNets, fixed_point_predict
 from tests.helpers import ConstNet, ThresholdNet
 
 VIEWS = ("coronal", "sagittal", "axial")

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from rstn_core.config import get_config
-from rstn_core.slices import SliceSet, positive_threshold
-from rstn_core.stepwise import train_coarse, train_fine
-from rstn_core.train import TrainSpec, run_training
+from rstn_core.engine.slices import SliceSet, positive_threshold
+from rstn_core.algorithms.stepwise import train_coarse, train_fine
+from rstn_core.engine.train import TrainSpec, run_training
 
 
 def _toy_slices(n_cases=2, n=6, h=40, w=36, seed=0):
@@ -52,7 +52,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
         pass
 
     # interrupted run: dies during iteration 4 (after the checkpoint at 4 iterations)
-    from rstn_core import stepwise
+    from rstn_core.algorithms import stepwise
     net = stepwise.build_net(cfg)
     calls = {"n": 0}
     orig = s.coarse_batch

@@ -1,4 +1,4 @@
-"""Tests of rstn_core.viz: panel counts, contours only where given, orientation, viewer."""
+"""Tests of rstn_core.plots.viz: panel counts, contours only where given, orientation, viewer."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from rstn_core import viz
+from rstn_core.plots import viz
 
 SHAPE = (20, 24, 16)  # (x, y, z)
 

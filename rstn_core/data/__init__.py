@@ -1,14 +1,14 @@
 """Data: the synthetic CT phantom, real-data loaders (NIH Pancreas-CT, MSD Task07, DICOM,
 NIfTI), folds, the per-view cache and `inspect_path`. See data/README.md."""
-from .cache import CaseCache, window_uint8
-from .case import Case, CaseRef
-from .dicom import read_dicom_series
-from .errors import DataError
-from .folds import fold_split, load_folds, make_folds, save_folds
-from .labels import MSD_LABELS, NIH_LABELS, PHANTOM_LABELS, known_targets, target_mask
-from .loaders import detect_source, list_cases, load_case
-from .phantom import PhantomConfig, make_case, phantom_preset, write_dataset
-from .summary import inspect_path
+from rstn_core.data.cache import CaseCache, window_uint8
+from rstn_core.data.case import Case, CaseRef
+from rstn_core.data.dicom import read_dicom_series
+from rstn_core.data.errors import DataError
+from rstn_core.data.folds import fold_split, load_folds, make_folds, save_folds
+from rstn_core.data.labels import MSD_LABELS, NIH_LABELS, PHANTOM_LABELS, known_targets, target_mask
+from rstn_core.data.loaders import detect_source, list_cases, load_case
+from rstn_core.data.phantom import PhantomConfig, make_case, phantom_preset, write_dataset
+from rstn_core.data.summary import inspect_path
 
 __all__ = ["Case", "CaseRef", "CaseCache", "DataError", "PhantomConfig", "phantom_preset",
            "make_case", "write_dataset", "load_case", "list_cases", "detect_source",

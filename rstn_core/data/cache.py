@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .case import CaseRef
-from .errors import DataError
+from rstn_core.data.case import CaseRef
+from rstn_core.data.errors import DataError
 
 __all__ = ["CaseCache", "window_uint8", "CACHE_VIEWS", "CACHE_VIEW_AXIS"]
 
@@ -52,7 +52,7 @@ def _stamp(path) -> dict | None:
         st = p.stat()
         return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if p.is_dir():
-        from .dicom import find_dicom_files
+        from rstn_core.data.dicom import find_dicom_files
         files = find_dicom_files(p)
         sts = [f.stat() for f in files]
         return {"path": str(p.resolve()), "files": len(files),
@@ -123,8 +123,8 @@ class CaseCache:
     # -- public -------------------------------------------------------------------------------
     def build(self, ref) -> dict:
         """(Re)build a case's entry from its source; returns its meta."""
-        from .loaders import load_case
-        from .storage import atomic_save_npy, atomic_write_json
+        from rstn_core.data.loaders import load_case
+        from rstn_core.data.storage import atomic_save_npy, atomic_write_json
         r = self._ref(ref)
         folder = self.path(r)
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .orient import canonicalize
+from rstn_core.data.errors import DataError
+from rstn_core.data.orient import canonicalize
 
 __all__ = ["read_dicom_series", "find_dicom_files", "is_dicom_file"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from rstn_core.data.errors import DataError
 
 __all__ = ["PHANTOM_LABELS", "NIH_LABELS", "MSD_LABELS", "target_mask", "known_targets",
            "target_values"]

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .case import Case, CaseRef
-from .errors import DataError
-from .labels import MSD_LABELS, NIH_LABELS, PHANTOM_LABELS, target_values
-from .orient import canonicalize, spacing_of
+from rstn_core.data.case import Case, CaseRef
+from rstn_core.data.errors import DataError
+from rstn_core.data.labels import MSD_LABELS, NIH_LABELS, PHANTOM_LABELS, target_values
+from rstn_core.data.orient import canonicalize, spacing_of
 
 __all__ = ["load_case", "list_cases", "detect_source", "read_nifti", "read_label_names",
            "pancreas_mean_hu", "DEFAULT_LABELS"]
@@ -252,7 +252,7 @@ def load_case(image_path, label_path=None, *, case_id: str | None = None,
     if is_dicom:
         if ip.is_dir() and not any(ip.iterdir()):
             raise DataError(f"{ip}: empty folder; point to a DICOM series or a NIfTI file.")
-        from .dicom import read_dicom_series
+        from rstn_core.data.dicom import read_dicom_series
         image, affine, info = read_dicom_series(ip, min_slices=1 if allow_2d else 2)
         source = source or ("nih" if label_path is not None else "dicom")
     else:
@@ -319,7 +319,7 @@ def detect_source(root) -> str:
         return "nih"
     if any(_is_nifti(p) and _visible(p) for p in root.iterdir()):
         return "nifti"
-    from .dicom import find_dicom_files
+    from rstn_core.data.dicom import find_dicom_files
     if find_dicom_files(root):
         return "dicom"
     if not any(root.iterdir()):

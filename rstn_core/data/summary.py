@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .folds import load_folds, make_folds
-from .loaders import detect_source, list_cases, load_case, pancreas_mean_hu
-from .orient import axcodes
+from rstn_core.data.errors import DataError
+from rstn_core.data.folds import load_folds, make_folds
+from rstn_core.data.loaders import detect_source, list_cases, load_case, pancreas_mean_hu
+from rstn_core.data.orient import axcodes
 
 __all__ = ["inspect_path"]
 
@@ -28,7 +28,7 @@ def _header(ref):
             raise DataError(f"{p}: not a readable NIfTI file; download or extract it "
                             "again.") from None
     import pydicom
-    from .dicom import find_dicom_files
+    from rstn_core.data.dicom import find_dicom_files
     files = [p] if p.is_file() else find_dicom_files(p)
     if not files:
         raise DataError(f"{p}: no DICOM files found; point to the folder of one series.")

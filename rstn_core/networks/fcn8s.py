@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vgg import vgg16_features
+from rstn_core.networks.vgg import vgg16_features
 
 __all__ = ["FCN8s"]
 

@@ -158,7 +158,7 @@ def load_vgg16_weights(model: nn.Module, path_or_url) -> nn.Module:
     Reference:
         Long et al., FCN, CVPR 2015; torchvision.models.vgg16.
     """
-    from .fcn8s import FCN8s  # local import: fcn8s imports this module
+    from rstn_core.networks.fcn8s import FCN8s  # local import: fcn8s imports this module
 
     if isinstance(model, VGG16):
         source = os.fspath(path_or_url)

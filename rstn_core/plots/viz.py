@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .views import VIEW_AXIS, VIEWS, window as _hu_window
+from rstn_core.views import VIEW_AXIS, VIEWS, window as _hu_window
 
 __all__ = ["LABEL_COLOR", "PRED_COLOR", "oriented_slice", "overlay", "three_views",
            "iteration_figure", "viewer", "curves"]
@@ -338,7 +338,7 @@ def _as_mask_list(masks, shape: tuple, caller: str) -> list[np.ndarray]:
 
 
 def _dsc(a: np.ndarray, b: np.ndarray) -> float:
-    from .metrics import dsc
+    from rstn_core.metrics import dsc
     return dsc(a, b)
 
 

@@ -17,18 +17,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .batching import fine_forward, paste_batch
-from .config import Config, scaled_px
-from .crop import bbox
-from .fusion import keep_large_components
-from .inference import coarse_probability, fine_probability
-from .losses import dice_bce_loss, rstn_loss_weights, soft_dsc_loss
-from .metrics import dsc
-from .saliency import SaliencyTransform
-from .slices import SliceSet
-from .stepwise import FixedPointResult, build_net, initial_mask
-from .train import TrainSpec, autocast, load_final, make_optimizer, run_training
-from .views import window
+from rstn_core.engine.batching import fine_forward, paste_batch
+from rstn_core.config import Config, scaled_px
+from rstn_core.crop import bbox
+from rstn_core.fusion import keep_large_components
+from rstn_core.engine.inference import coarse_probability, fine_probability
+from rstn_core.losses import dice_bce_loss, rstn_loss_weights, soft_dsc_loss
+from rstn_core.metrics import dsc
+from rstn_core.saliency import SaliencyTransform
+from rstn_core.engine.slices import SliceSet
+from rstn_core.algorithms.stepwise import FixedPointResult, build_net, initial_mask
+from rstn_core.engine.train import TrainSpec, autocast, load_final, make_optimizer, run_training
+from rstn_core.views import window
 
 __all__ = ["RSTN", "REFS", "build_rstn", "train_rstn", "rstn_schedule", "RSTNModels",
            "load_rstn", "rstn_predict", "RSTNResult", "rstn_oracle", "saliency_channels",

@@ -76,9 +76,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import ndtri
 
-from .case import Case
-from .errors import DataError
-from .labels import PHANTOM_LABELS
+from rstn_core.data.case import Case
+from rstn_core.data.errors import DataError
+from rstn_core.data.labels import PHANTOM_LABELS
 
 __all__ = ["PhantomConfig", "phantom_preset", "make_case", "write_dataset", "SCALES",
            "PHANTOM_LABELS", "GENERATOR_VERSION"]
@@ -1315,7 +1315,7 @@ def _dataset_json(cfg, seed, entries):
 
 
 def _generate_and_write(args):
-    from .storage import atomic_save_nifti
+    from rstn_core.data.storage import atomic_save_nifti
     cfg_d, seed, i, img_path, lab_path = args
     case = make_case(PhantomConfig.from_dict(cfg_d), seed, i)
     atomic_save_nifti(np.rint(case.image).astype(np.int16), case.affine, img_path)
@@ -1341,7 +1341,7 @@ def write_dataset(root, cfg: PhantomConfig, n_cases: int, seed: int = 0, progres
     Returns:
         dict(root, written, skipped, seconds).
     """
-    from .storage import atomic_write_json
+    from rstn_core.data.storage import atomic_write_json
     if not isinstance(cfg, PhantomConfig):
         raise DataError(f"write_dataset: cfg must be a PhantomConfig, got {type(cfg).__name__}; "
                         "use phantom_preset(scale).")

@@ -6,7 +6,7 @@ WORLD_SIZE > 1, :func:`setup` joins the process group (gloo on CPU, nccl on CUDA
 process: cuda:LOCAL_RANK). With WORLD_SIZE unset or 1 nothing is initialised and every helper
 here is a no-op, so one process runs exactly as before.
 
-How a run is split (rstn_core.train.run_training): iteration i draws its whole batch from
+How a run is split (rstn_core.engine.train.run_training): iteration i draws its whole batch from
 `iteration_rng(seed, i)` on every rank, and rank r keeps items r, r + N, r + 2N, ... (the union
 over ranks is the one-process batch); DistributedDataParallel averages the gradients; rank 0
 alone writes checkpoints, loss.csv and progress bars, and the others wait at a barrier.

@@ -89,7 +89,7 @@ def count_flops(fn, *args, **kwargs) -> int:
 
 
 def _meta_fcn8s(width=1.0, fc_kernel=7, batch_norm=False):
-    from .networks.fcn8s import FCN8s
+    from rstn_core.networks.fcn8s import FCN8s
     with torch.device("meta"):
         return FCN8s(3, 3, width=width, fc_kernel=fc_kernel, batch_norm=batch_norm).eval()
 
@@ -277,8 +277,8 @@ def _randomise_scores(net, seed: int = 0):
 # 1. FCN-8s forward throughput
 # ---------------------------------------------------------------------------------------------
 def _forward_fn(net, x, device):
-    from .inference import _input, prepare_net
-    from .train import autocast
+    from rstn_core.engine.inference import _input, prepare_net
+    from rstn_core.engine.train import autocast
     run = prepare_net(net, device)               # compiled / channels-last when asked
     x = _input(x, device)
 
@@ -297,14 +297,14 @@ def _first_call_seconds(fn, device) -> float:
 
 
 def _compiling() -> bool:
-    from .inference import _OPTIONS
+    from rstn_core.engine.inference import _OPTIONS
     return _OPTIONS.get()["compile"]
 
 
 def bench_forward(cfg, device: str, size: tuple[int, int], batches=BATCHES, repeats=5,
                   warmup=1, budget_s=None, peak=None) -> dict:
     """Inference slices/s of the scale's FCN-8s (`build_net(cfg)`) on (B, 3, H, W) windows."""
-    from .stepwise import build_net
+    from rstn_core.algorithms.stepwise import build_net
     net = build_net(cfg).eval()
     h, w = size
     m = cfg.model
@@ -328,7 +328,7 @@ def bench_full_width(device: str, sizes=FULL_WIDTH_SIZES, batch=FULL_WIDTH_BATCH
                      warmup=1, budget_s=None, peak=None) -> list[dict]:
     """The papers' FCN-8s (width 1, 7x7 fc6, no BN, random weights): seconds per slice in a
     batch of `batch` square slices, beside the authors' port on a 2-core CPU (batch 1)."""
-    from .networks.fcn8s import FCN8s
+    from rstn_core.networks.fcn8s import FCN8s
     torch.manual_seed(0)
     net = FCN8s(3, 3, width=1.0, fc_kernel=7, batch_norm=False).to(device).eval()
     out = []
@@ -375,7 +375,7 @@ class _Replay(nn.Module):
         self.seconds = 0.0
 
     def forward(self, x):
-        from .inference import prepare_net
+        from rstn_core.engine.inference import prepare_net
         t0 = time.perf_counter()
         out = prepare_net(self.net, self.device_)(x)                 # --compile: compiled
         _sync(self.device_)
@@ -390,8 +390,8 @@ class _Replay(nn.Module):
 
 def _coarse_sequence(label: np.ndarray, view: str, batch_size: int, device) -> list:
     """The label windows of each batch `coarse_probability` runs, uint8 on `device`."""
-    from .inference import window_index
-    from .views import to_view
+    from rstn_core.engine.inference import window_index
+    from rstn_core.views import to_view
     lab_v = to_view(label, view).astype(np.uint8)
     n = len(lab_v)
     return [torch.from_numpy(np.ascontiguousarray(
@@ -403,10 +403,10 @@ def _fine_sequence(label: np.ndarray, view: str, margin: int, zoom: int, batch_s
                    device) -> list:
     """The label canvases of each batch `fine_probability` runs when its reference map is the
     label: boxes of the label + margin, crops on the batch's canvas, zoomed (nearest)."""
-    from .batching import crop_batch
-    from .crop import bbox
-    from .inference import window_index
-    from .views import to_view
+    from rstn_core.engine.batching import crop_batch
+    from rstn_core.crop import bbox
+    from rstn_core.engine.inference import window_index
+    from rstn_core.views import to_view
     lab_v = to_view(label, view).astype(np.uint8)
     n = len(lab_v)
     idx = window_index(n, np.arange(n))
@@ -424,8 +424,8 @@ def _fine_sequence(label: np.ndarray, view: str, margin: int, zoom: int, batch_s
 
 
 def _oracle_label(cfg, case) -> np.ndarray:
-    from .data import target_mask
-    from .fusion import keep_large_components
+    from rstn_core.data import target_mask
+    from rstn_core.fusion import keep_large_components
     lab = target_mask(case, cfg.target)
     if cfg.test.coarse_components:      # so that keeping the large components changes nothing
         lab = keep_large_components(lab)
@@ -442,11 +442,11 @@ def bench_algorithms(cfg, case, device: str, T: int) -> dict:
     run with trained nets costs. What is timed is the library's `fixed_point_predict` /
     `rstn_predict` call, end to end (windowing, stacking, cropping, pasting, fusion, DSC).
     """
-    from .config import scaled_px
-    from .metrics import dsc
-    from .rstn import RSTNModels, build_rstn, rstn_predict
-    from .stepwise import StepwiseNets, build_net, fixed_point_predict
-    from .views import to_view
+    from rstn_core.config import scaled_px
+    from rstn_core.metrics import dsc
+    from rstn_core.algorithms.rstn import RSTNModels, build_rstn, rstn_predict
+    from rstn_core.algorithms.stepwise import StepwiseNets, build_net, fixed_point_predict
+    from rstn_core.views import to_view
     lab = _oracle_label(cfg, case)
     views = list(cfg.views)
     bs, zoom = cfg.test.batch_size, cfg.train.zoom
@@ -523,10 +523,10 @@ def bench_batched(cfg, case, device: str, view: str = "axial", batch_sizes=(1, 3
                   repeats=1) -> dict:
     """`coarse_probability` of one view with batch 1 (the papers' code) and batch 32: the
     same maths, so the probabilities must agree; seconds of each and the speed-up."""
-    from .inference import coarse_probability
-    from .inference import prepare_net as prepare
-    from .stepwise import build_net
-    from .views import to_view, window
+    from rstn_core.engine.inference import coarse_probability
+    from rstn_core.engine.inference import prepare_net as prepare
+    from rstn_core.algorithms.stepwise import build_net
+    from rstn_core.views import to_view, window
     net = _randomise_scores(build_net(cfg).eval(), cfg.seed)
     vol = window(case.image)
     vol_v = to_view(vol, view)
@@ -556,8 +556,8 @@ def bench_batched(cfg, case, device: str, view: str = "axial", batch_sizes=(1, 3
 # ---------------------------------------------------------------------------------------------
 def _training_batch(cfg, case, view: str = "axial") -> tuple[np.ndarray, np.ndarray]:
     """`cfg.train.batch_size` full-slice windows of `view` with the target on them."""
-    from .inference import window_index
-    from .views import to_view, window
+    from rstn_core.engine.inference import window_index
+    from rstn_core.views import to_view, window
     lab = _oracle_label(cfg, case)
     vol_v = to_view(window(case.image), view)
     lab_v = to_view(lab, view)
@@ -612,9 +612,9 @@ def _train_worker(scale: str, device: str, T: int, batch_file: str, iterations: 
     """One T in a fresh process: RSTN forward + backward + optimiser step, as `train_rstn`
     (with `checkpointing`: the unrolled steps recomputed in backward, as
     `train.activation_checkpointing`)."""
-    from .config import get_config
-    from .rstn import build_rstn, joint_loss
-    from .train import autocast, make_optimizer
+    from rstn_core.config import get_config
+    from rstn_core.algorithms.rstn import build_rstn, joint_loss
+    from rstn_core.engine.train import autocast, make_optimizer
     cfg = get_config(scale, device=device)
     data = np.load(batch_file)
     x = torch.from_numpy(data["x"]).to(device)
@@ -938,7 +938,7 @@ def bench_main(argv: list[str] | None = None) -> int:
             return _error(f"--render: cannot read a result file ({e}).")
         text = render_markdown(results)
         if args.markdown:
-            from .io import atomic_write_text
+            from rstn_core.io import atomic_write_text
             atomic_write_text(args.markdown, text)
             print(f"wrote {args.markdown}")
         else:
@@ -951,7 +951,7 @@ def bench_main(argv: list[str] | None = None) -> int:
                             compile=args.compile, channels_last=args.channels_last)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    from .io import atomic_write_json, atomic_write_text
+    from rstn_core.io import atomic_write_json, atomic_write_text
     out = Path(args.out or f"runs/bench/{args.scale}_{device}.json")
     atomic_write_json(out, res)
     text = render_result(res)
@@ -972,7 +972,7 @@ def run_benchmark(scale: str, device: str, quick: bool = False,
     inference measurements under `inference.inference_options` (test.compile,
     test.channels_last).
     """
-    from .inference import inference_options
+    from rstn_core.engine.inference import inference_options
     with inference_options(compile=compile, channels_last=channels_last):
         res = _run_benchmark(scale, device, quick, peak_override, only, checkpointing)
     res["meta"].update(activation_checkpointing=checkpointing, compile=compile,
@@ -981,8 +981,8 @@ def run_benchmark(scale: str, device: str, quick: bool = False,
 
 
 def _run_benchmark(scale, device, quick, peak_override, only, checkpointing) -> dict:
-    from .config import get_config
-    from .data.phantom import make_case, phantom_preset
+    from rstn_core.config import get_config
+    from rstn_core.data.phantom import make_case, phantom_preset
     t_all = time.perf_counter()
     s = _settings(quick)
     want = set(only or ["forward", "full_width", "algorithms", "batched", "training"])

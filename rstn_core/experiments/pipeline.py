@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .io import atomic_savez, atomic_write_json
+from rstn_core.config import Config
+from rstn_core.io import atomic_savez, atomic_write_json
 
 __all__ = ["dataset_root", "fold_cases", "run_dir", "training_slices", "train_fold",
            "test_fold", "main_job", "variant_name", "load_method"]
@@ -36,7 +36,7 @@ def dataset_root(cfg: Config, progress: bool = True) -> Path:
     import hashlib
     from dataclasses import asdict
 
-    from .data.phantom import phantom_preset, write_dataset
+    from rstn_core.data.phantom import phantom_preset, write_dataset
     root = Path("data") / f"phantom_{cfg.scale}"
     if cfg.seed != 0 or asdict(cfg.phantom) != asdict(phantom_preset(cfg.scale)):
         key = json.dumps([cfg.seed, asdict(cfg.phantom)], sort_keys=True)  # another data set
@@ -54,7 +54,7 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
     """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids (as the
     authors), fixed in `folds.json` beside the data (or in the run root when the data folder
     is read-only) the first time, and read from there afterwards."""
-    from .data import fold_split, list_cases, load_folds, make_folds, save_folds
+    from rstn_core.data import fold_split, list_cases, load_folds, make_folds, save_folds
     root = dataset_root(cfg, progress)
     refs = [r for r in list_cases(root) if r.label is not None]
     if cfg.data_root is None:
@@ -80,7 +80,7 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
 def variant_name(cfg: Config) -> str:
     """CVPR Table 1's name of an RSTN variant ("3x3", "two-layer 3x3"), plus the fine + g
     learning-rate multiplier when it differs from the scale's default."""
-    from .config import get_config
+    from rstn_core.config import get_config
     r = cfg.rstn
     name = f"{'two-layer ' if r.layers == 2 else ''}{r.kernel_size}x{r.kernel_size}"
     if cfg.scale in ("smoke", "standard", "paper") and \
@@ -129,11 +129,11 @@ def _check_config(cfg: Config, folder: Path):
 def _case_view(cfg: Config, ref, cache, view: str):
     """One view's (N, H, W) uint8 windowed slices and binary target, view axis first
     (from the memory-mapped per-case cache, rebuilt when the source file changes)."""
-    from .data.labels import target_values
+    from rstn_core.data.labels import target_values
     names = {int(k): v for k, v in cache.info(ref)["label_names"].items()}
     values = target_values(names, cfg.target)
     if not values:
-        from .data import DataError
+        from rstn_core.data import DataError
         raise DataError(f"{ref.id}: no label of target {cfg.target!r}; known: "
                         f"{sorted(set(names.values()) - {'background'})}.")
     img, lab = cache.get(ref)[view]
@@ -141,7 +141,7 @@ def _case_view(cfg: Config, ref, cache, view: str):
 
 
 def training_slices(cfg: Config, refs, view: str, cache=None):
-    from .slices import SliceSet
+    from rstn_core.engine.slices import SliceSet
     cache = cache or _cache(cfg)
     imgs, labs = [], []
     for r in refs:
@@ -152,7 +152,7 @@ def training_slices(cfg: Config, refs, view: str, cache=None):
 
 
 def _cache(cfg: Config):
-    from .data import CaseCache
+    from rstn_core.data import CaseCache
     return CaseCache(Path("data") / "cache")
 
 
@@ -170,11 +170,11 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     slices_fn(view) -> SliceSet replaces the training slices (e.g. the cyst chapter's X').
     Under torchrun every rank calls this; rank 0 writes the data, caches and files first.
     """
-    from . import distributed
-    from .rstn import train_rstn
-    from .slices import batch_source
-    from .stepwise import train_coarse, train_fine
-    from .train import training_options
+    from rstn_core.engine import distributed
+    from rstn_core.algorithms.rstn import train_rstn
+    from rstn_core.engine.slices import batch_source
+    from rstn_core.algorithms.stepwise import train_coarse, train_fine
+    from rstn_core.engine.train import training_options
     _set_threads(cfg)
     distributed.setup(cfg.device)
     if distributed.world_size() > 1:
@@ -223,8 +223,8 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
 
 def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=None,
                 equal_time: bool = False):
-    from .rstn import load_rstn
-    from .stepwise import load_stepwise
+    from rstn_core.algorithms.rstn import load_rstn
+    from rstn_core.algorithms.stepwise import load_stepwise
     folder = run_dir(cfg, method, fold, tag)
     if method == "stepwise":
         return load_stepwise(cfg, folder, max(slice_sizes.values()), equal_time)
@@ -243,9 +243,9 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
     """
     from tqdm.auto import tqdm
 
-    from .data import load_case, target_mask
-    from .evaluate import evaluate_rstn_case, evaluate_stepwise_case
-    from .inference import inference_options
+    from rstn_core.data import load_case, target_mask
+    from rstn_core.experiments.evaluate import evaluate_rstn_case, evaluate_stepwise_case
+    from rstn_core.engine.inference import inference_options
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
     folder = run_dir(cfg, method, fold, tag)
@@ -293,7 +293,7 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
 
 def main_job(cfg: Config, methods=("stepwise",), folds=(0,), progress=True) -> str:
     """The README's first command: phantom -> train -> test -> the table, with timings."""
-    from .report import fold_table, report
+    from rstn_core.experiments.report import fold_table, report
     t0 = time.perf_counter()
     root = dataset_root(cfg, progress)
     print(f"data: {root} ({_n_images(root)} cases)")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_text
-from .metrics import format_summary, paired_comparison, summarize
+from rstn_core.io import atomic_write_text
+from rstn_core.metrics import format_summary, paired_comparison, summarize
 
 __all__ = ["collect", "miccai_table", "rstn_table", "convergence_table", "comparison_table",
            "claim_table", "compare_runs", "fold_table", "report"]

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .crop import Box
+from rstn_core.crop import Box
 
 __all__ = ["crop_batch", "paste_batch", "zoom_in", "zoom_out", "fine_forward"]
 

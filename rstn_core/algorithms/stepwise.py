@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batching import crop_batch, fine_forward
-from .config import Config, scaled_px
-from .fusion import keep_large_components, majority_vote
-from .inference import coarse_probability, fine_probability
-from .losses import dice_bce_loss, soft_dsc_loss
-from .metrics import dsc
-from .networks.fcn8s import FCN8s
-from .slices import SliceSet
-from .train import TrainSpec, autocast, load_final, make_optimizer, run_training
-from .views import window
+from rstn_core.engine.batching import crop_batch, fine_forward
+from rstn_core.config import Config, scaled_px
+from rstn_core.fusion import keep_large_components, majority_vote
+from rstn_core.engine.inference import coarse_probability, fine_probability
+from rstn_core.losses import dice_bce_loss, soft_dsc_loss
+from rstn_core.metrics import dsc
+from rstn_core.networks.fcn8s import FCN8s
+from rstn_core.engine.slices import SliceSet
+from rstn_core.engine.train import TrainSpec, autocast, load_final, make_optimizer, run_training
+from rstn_core.views import window
 
 __all__ = ["build_net", "train_coarse", "train_fine", "StepwiseNets", "load_stepwise",
            "fixed_point_predict", "FixedPointResult", "initial_mask"]
@@ -36,7 +36,7 @@ def build_net(cfg: Config) -> FCN8s:
     net = FCN8s(3, 3, width=m.width, fc_kernel=m.fc_kernel, batch_norm=m.batch_norm,
                 dropout=m.dropout)
     if m.pretrained:
-        from .networks.vgg import load_vgg16_weights
+        from rstn_core.networks.vgg import load_vgg16_weights
         load_vgg16_weights(net, m.pretrained)
     return net.to(cfg.device)
 
@@ -113,8 +113,8 @@ def load_stepwise(cfg: Config, run_dir, slice_size: int = 512,
     exceed its view's coarse net's (cpu_experiment.md: a cheaper fine iteration can pose as a
     method gain; this compares the two stages at equal training time).
     """
-    from .io import load_checkpoint
-    from .train import FINAL, snapshot_at_time
+    from rstn_core.io import load_checkpoint
+    from rstn_core.engine.train import FINAL, snapshot_at_time
     run_dir = Path(run_dir)
     coarse, fine = {}, {}
     for v in cfg.views:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fusion import keep_large_components, majority_vote
-from .inference import fine_probability
-from .metrics import dsc
-from .views import window
+from rstn_core.fusion import keep_large_components, majority_vote
+from rstn_core.engine.inference import fine_probability
+from rstn_core.metrics import dsc
+from rstn_core.views import window
 
 __all__ = ["STOP_THRESHOLDS", "read_off", "evaluate_stepwise_case", "evaluate_rstn_case"]
 
@@ -52,7 +52,7 @@ def _rows(res, label, raw_coarse, strict: bool, stop_key: str) -> dict:
 
 def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets, T: int = 10) -> tuple:
     """All rows of the MICCAI table for one case; returns (row dict, FixedPointResult)."""
-    from .stepwise import fixed_point_predict
+    from rstn_core.algorithms.stepwise import fixed_point_predict
     res = fixed_point_predict(image, nets, R=None, T=T)
     label = label.astype(bool)
     raw_coarse = majority_vote([p >= 0.5 for p in res.view_probs.values()])
@@ -67,7 +67,7 @@ def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets, T: int = 
 
 def evaluate_rstn_case(image: np.ndarray, label: np.ndarray, models, T: int = 10) -> tuple:
     """All rows of the CVPR tables for one case; returns (row dict, RSTNResult)."""
-    from .rstn import rstn_oracle, rstn_predict
+    from rstn_core.algorithms.rstn import rstn_oracle, rstn_predict
     res = rstn_predict(image, models, thr=None, T=T)
     label = label.astype(bool)
     raw_coarse = np.mean(list(res.view_probs.values()), 0) >= 0.5

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .crop import bbox
-from .metrics import dsc
+from rstn_core.crop import bbox
+from rstn_core.metrics import dsc
 
 __all__ = ["slice_dsc", "find_context_case", "context_figure", "saliency_figure",
            "write_figures"]
@@ -91,7 +91,7 @@ def context_figure(image, label, stepwise, rstn, index: int, view: str = "axial"
     `margins`: (stepwise, RSTN) frames in pixels. Zoomed to the boxes. Volumes are (x, y, z).
     """
     margin = max(margins)
-    from .viz import _new_figure, oriented_slice, overlay
+    from rstn_core.plots.viz import _new_figure, oriented_slice, overlay
     sl = {k: oriented_slice(np.asarray(v), view, index) for k, v in
           (("image", image), ("label", label), ("stepwise", stepwise), ("rstn", rstn))}
     look = oriented_slice(np.asarray(distractor), view, index) > 0 \
@@ -126,7 +126,7 @@ def saliency_figure(g: np.ndarray, label_stack: np.ndarray, title: str = ""):
     1 (red boosts, blue damps), with the organ of each channel's slice in green. Arrays are
     in view order (rows = first in-plane axis); they are shown transposed and flipped like
     :func:`viz.oriented_slice`."""
-    from .viz import _new_figure
+    from rstn_core.plots.viz import _new_figure
     g, lab = np.asarray(g, np.float32), np.asarray(label_stack, bool)
     if g.shape != lab.shape or g.ndim != 3 or g.shape[0] != 3:
         raise ValueError(f"saliency_figure: expected g and label_stack of shape (3, H, W), got "
@@ -164,9 +164,9 @@ def _final_mask(run: Path, case_id: str) -> np.ndarray:
 
 def _context_cases(step_run: Path, rstn_run: Path):
     """Yield the test cases of one fold with both methods' final masks and the case."""
-    from .config import Config
-    from .data import load_case, target_mask
-    from .pipeline import fold_cases
+    from rstn_core.config import Config
+    from rstn_core.data import load_case, target_mask
+    from rstn_core.experiments.pipeline import fold_cases
     res = json.loads((Path(rstn_run) / "test" / "results.json").read_text())
     cfg = Config.from_dict(res["config"])
     _, refs = fold_cases(cfg, res["fold"], progress=False)
@@ -179,7 +179,7 @@ def _context_cases(step_run: Path, rstn_run: Path):
 
 def _distractor(case):
     """The phantom's look-alike structures (label ``bowel_lookalike``), or None."""
-    from .data import target_mask
+    from rstn_core.data import target_mask
     try:
         m = target_mask(case, "bowel_lookalike")
     except (KeyError, ValueError):
@@ -197,11 +197,11 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     """
     import torch
 
-    from .config import Config, scaled_px
-    from .pipeline import load_method
-    from .rstn import rstn_predict, saliency_channels
-    from .viz import _new_figure, curves
-    from .views import VIEW_AXIS, VIEWS, stack3
+    from rstn_core.config import Config, scaled_px
+    from rstn_core.experiments.pipeline import load_method
+    from rstn_core.algorithms.rstn import rstn_predict, saliency_channels
+    from rstn_core.plots.viz import _new_figure, curves
+    from rstn_core.views import VIEW_AXIS, VIEWS, stack3
     root, out = Path(runs_root) / scale, Path(out_dir)
     pairs = [(p.parents[1], root / rstn_name / p.parents[1].name) for p in
              sorted((root / "stepwise").glob("fold*/test/results.json"))]

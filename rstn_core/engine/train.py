@@ -5,7 +5,7 @@ dropout) is drawn from generators seeded by (seed, i), and the learning rate is 
 so restoring the model, the optimiser state and i restores the run. Checkpoints are written
 atomically every `checkpoint_every` iterations; `loss.csv` is rewritten with each checkpoint.
 
-Under `torchrun --nproc_per_node=N` (rstn_core.distributed) the same loop runs on N ranks:
+Under `torchrun --nproc_per_node=N` (rstn_core.engine.distributed) the same loop runs on N ranks:
 DistributedDataParallel averages the gradients of each rank's share of the batch, the logged
 loss is the mean over ranks, and only rank 0 writes files (the others wait at a barrier).
 """
@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import distributed
-from .io import atomic_torch_save, atomic_write_text, load_checkpoint
+from rstn_core.engine import distributed
+from rstn_core.io import atomic_torch_save, atomic_write_text, load_checkpoint
 
 __all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "autocast",
            "load_final", "snapshot_at_time", "training_options"]
@@ -141,7 +141,7 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
 
     A finished run (checkpoint_final.pt present) is skipped. An interrupted one needs
     `resume=True` and continues exactly where its last checkpoint stopped.
-    In a process group (torchrun; rstn_core.distributed) the model runs under DDP, the loss
+    In a process group (torchrun; rstn_core.engine.distributed) the model runs under DDP, the loss
     logged is the mean over ranks, and rank 0 alone writes files and shows the progress bar.
     Returns {"iterations", "seconds", "seconds_per_iteration", "losses", "skipped"}.
     """

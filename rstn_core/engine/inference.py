@@ -19,10 +19,10 @@ import contextvars
 import numpy as np
 import torch
 
-from .batching import fine_forward, paste_batch
-from .crop import bbox
-from .train import autocast
-from .views import from_view, to_view
+from rstn_core.engine.batching import fine_forward, paste_batch
+from rstn_core.crop import bbox
+from rstn_core.engine.train import autocast
+from rstn_core.views import from_view, to_view
 
 __all__ = ["WindowAccumulator", "coarse_probability", "fine_probability", "window_index",
            "inference_options", "prepare_net"]
