@@ -96,14 +96,30 @@ class Config:
     target: str = "pancreas"
     n_cases: int = 20            # phantom cases generated when no data_root is given
     folds: int = 4
-    data_root: str | None = None
-    run_root: str = "runs"
+    data_root: str | None = None   # a real data set (NIH, MSD, NIfTI/DICOM); None = phantom
+    root: str = "."              # the folder the relative paths below are relative to
+    data_dir: str = "data"       # where phantoms are written (data/phantom_<scale>)
+    cache_dir: str = "data/cache"  # per-case, per-view uint8 caches
+    run_root: str = "runs"       # run folders: <run_root>/<scale>/<method>/fold<K>/
     views: tuple = ("coronal", "sagittal", "axial")
     phantom: Any = None          # rstn_core.data.phantom.PhantomConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rstn: RSTNConfig = field(default_factory=RSTNConfig)
     test: TestConfig = field(default_factory=TestConfig)
+
+    def path(self, name: str) -> Path:
+        """A folder of the run as a Path: `data_dir`, `cache_dir`, `run_root` or `data_root`,
+        relative ones taken relative to `root` (the CLI's working directory; `book.setup`
+        sets it to the book's own folder, so notebooks never change directory)."""
+        if name not in ("data_dir", "cache_dir", "run_root", "data_root"):
+            raise ValueError(f"Config.path: unknown folder {name!r}; expected data_dir, "
+                             "cache_dir, run_root or data_root.")
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"Config.path: {name} is not set.")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.root).expanduser() / p
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -242,13 +242,13 @@ def train_region_fold(cfg: Config, method: str, fold: int, spec: RegionSpec = Re
     Stepwise: 3 views x (coarse, fine) cyst nets; RSTN: one per view, started from the
     stepwise X' nets of the same folder root (trained first if missing), as `train_fold`.
     """
-    from rstn_core.experiments.pipeline import fold_cases, run_dir, train_fold
+    from rstn_core.experiments.pipeline import fold_cases, fold_dir, train_fold
     if method not in ("stepwise", "rstn"):
         raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
     train_refs, _ = fold_cases(cfg, fold, progress)
     methods = {method, "stepwise"} if method == "rstn" and cfg.rstn.from_stepwise else {method}
     for m in sorted(methods):
-        folder = run_dir(cfg, m, fold)
+        folder = fold_dir(cfg, m, fold)
         folder.mkdir(parents=True, exist_ok=True)
         _check_region(spec, folder)
     return train_fold(cfg, method, fold, views, resume, progress,
@@ -268,8 +268,8 @@ def test_region_fold(cfg: Config, method: str, fold: int, region_from, spec: Reg
     (an upper bound of the cyst recall), the pancreas DSC, and whether it was empty.
     """
     from rstn_core.data.labels import target_mask
-    from rstn_core.experiments.pipeline import run_dir, test_fold
-    folder = run_dir(cfg, method, fold)
+    from rstn_core.experiments.pipeline import fold_dir, test_fold
+    folder = fold_dir(cfg, method, fold)
     if not (folder / "region.json").is_file():
         raise FileNotFoundError(f"no region-trained run in {folder}; run train_region_fold "
                                 f"(or cyst_fold) for {method} fold {fold} first.")
@@ -304,8 +304,8 @@ def study_config(cfg: Config, part: str) -> Config:
 
 
 def _cached_test(cfg, method, fold, progress, retest):
-    from rstn_core.experiments.pipeline import run_dir, test_fold
-    path = run_dir(cfg, method, fold) / "test" / "results.json"
+    from rstn_core.experiments.pipeline import fold_dir, test_fold
+    path = fold_dir(cfg, method, fold) / "test" / "results.json"
     if path.is_file() and not retest:
         return dict(json.loads(path.read_text()), path=str(path))
     return test_fold(cfg, method, fold, progress=progress)
@@ -325,7 +325,7 @@ def cyst_fold(cfg: Config, method: str, fold: int, region_from=None,
     Returns {"pancreas": results, "cyst_whole": results, "cyst_region": results}
     (each a `test_fold`-style dict; "pancreas" is absent when `region_from` is given).
     """
-    from rstn_core.experiments.pipeline import run_dir, train_fold
+    from rstn_core.experiments.pipeline import fold_dir, train_fold
     if method not in ("stepwise", "rstn"):
         raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
     out = {}
@@ -333,14 +333,14 @@ def cyst_fold(cfg: Config, method: str, fold: int, region_from=None,
         cp = study_config(cfg, "pancreas")
         train_fold(cp, method, fold, progress=progress)
         out["pancreas"] = _cached_test(cp, method, fold, progress, retest)
-        region_from = run_dir(cp, method, fold)
+        region_from = fold_dir(cp, method, fold)
     if baseline:
         cw = study_config(cfg, "cyst_whole")
         train_fold(cw, method, fold, progress=progress)
         out["cyst_whole"] = _cached_test(cw, method, fold, progress, retest)
     cr = study_config(cfg, "cyst_region")
     train_region_fold(cr, method, fold, spec, progress=progress)
-    path = run_dir(cr, method, fold) / ("test-gt-region" if region_from == "gt" else "test") \
+    path = fold_dir(cr, method, fold) / ("test-gt-region" if region_from == "gt" else "test") \
         / "results.json"
     if path.is_file() and not retest and json.loads(path.read_text())["region"]["from"] == \
             ("gt" if region_from == "gt" else str(region_from)):

@@ -21,14 +21,14 @@ import numpy as np
 from rstn_core.config import Config
 from rstn_core.io import atomic_savez, atomic_write_json
 
-__all__ = ["dataset_root", "fold_cases", "run_dir", "training_slices", "train_fold",
+__all__ = ["dataset_root", "fold_cases", "fold_dir", "training_slices", "train_fold",
            "test_fold", "main_job", "variant_name", "load_method"]
 
 
 def dataset_root(cfg: Config, progress: bool = True) -> Path:
     """The data set of a run: `cfg.data_root`, or the phantom of the scale (written if absent)."""
     if cfg.data_root:
-        root = Path(cfg.data_root)
+        root = cfg.path("data_root")
         if not root.exists():
             raise FileNotFoundError(f"data root {root} not found; check --data, or drop it to "
                                     "use the phantom.")
@@ -37,7 +37,7 @@ def dataset_root(cfg: Config, progress: bool = True) -> Path:
     from dataclasses import asdict
 
     from rstn_core.data.phantom import phantom_preset, write_dataset
-    root = Path("data") / f"phantom_{cfg.scale}"
+    root = cfg.path("data_dir") / f"phantom_{cfg.scale}"
     if cfg.seed != 0 or asdict(cfg.phantom) != asdict(phantom_preset(cfg.scale)):
         key = json.dumps([cfg.seed, asdict(cfg.phantom)], sort_keys=True)  # another data set
         root = root.with_name(f"{root.name}_{hashlib.sha1(key.encode()).hexdigest()[:8]}")
@@ -61,7 +61,7 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
         refs = refs[:cfg.n_cases]
     by_id = {r.id: r for r in refs}
     folds = None
-    for path in (root / "folds.json", Path(cfg.run_root) / cfg.scale / "folds.json"):
+    for path in (root / "folds.json", cfg.path("run_root") / cfg.scale / "folds.json"):
         if path.is_file():
             saved = load_folds(path)
             if sorted(i for f in saved for i in f) == sorted(by_id):
@@ -72,7 +72,7 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
         try:
             save_folds(folds, root / "folds.json")
         except OSError:                     # a read-only data set: keep them with the runs
-            save_folds(folds, Path(cfg.run_root) / cfg.scale / "folds.json")
+            save_folds(folds, cfg.path("run_root") / cfg.scale / "folds.json")
     train_ids, test_ids = fold_split(sorted(by_id), fold, folds=folds)
     return [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
 
@@ -89,9 +89,9 @@ def variant_name(cfg: Config) -> str:
     return name
 
 
-def run_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:
+def fold_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:
     name = method + (f"-{tag}" if tag else "")
-    return Path(cfg.run_root) / cfg.scale / name / f"fold{fold}"
+    return cfg.path("run_root") / cfg.scale / name / f"fold{fold}"
 
 
 # settings that change how a run executes, never what it computes: a run may resume with others
@@ -153,7 +153,7 @@ def training_slices(cfg: Config, refs, view: str, cache=None):
 
 def _cache(cfg: Config):
     from rstn_core.data import CaseCache
-    return CaseCache(Path("data") / "cache")
+    return CaseCache(cfg.path("cache_dir"))
 
 
 def _set_threads(cfg: Config):
@@ -180,7 +180,7 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     if distributed.world_size() > 1:
         distributed.check_batch(cfg.train.batch_size)
     progress = progress and distributed.is_main()
-    out = run_dir(cfg, method, fold, tag)
+    out = fold_dir(cfg, method, fold, tag)
     with distributed.main_first():          # rank 0 writes the phantom, folds, config.json
         train_refs, _ = fold_cases(cfg, fold, progress)
         out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     cache = _cache(cfg)
     views = views or list(cfg.views)
     stats = {}
-    stepwise_dir = run_dir(cfg, "stepwise", fold)
+    stepwise_dir = fold_dir(cfg, "stepwise", fold)
     if method == "rstn" and cfg.rstn.from_stepwise:
         if not all((stepwise_dir / f"{v}_{k}" / "checkpoint_final.pt").is_file()
                    for v in views for k in ("coarse", "fine")):
@@ -225,7 +225,7 @@ def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=
                 equal_time: bool = False):
     from rstn_core.algorithms.rstn import load_rstn
     from rstn_core.algorithms.stepwise import load_stepwise
-    folder = run_dir(cfg, method, fold, tag)
+    folder = fold_dir(cfg, method, fold, tag)
     if method == "stepwise":
         return load_stepwise(cfg, folder, max(slice_sizes.values()), equal_time)
     return load_rstn(cfg, folder, slice_sizes)
@@ -248,7 +248,7 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
     from rstn_core.engine.inference import inference_options
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
-    folder = run_dir(cfg, method, fold, tag)
+    folder = fold_dir(cfg, method, fold, tag)
     if not folder.is_dir():
         raise FileNotFoundError(f"no trained run in {folder}; run `rstn train --method {method} "
                                 f"--fold {fold} --scale {cfg.scale}` first.")
@@ -305,7 +305,7 @@ def main_job(cfg: Config, methods=("stepwise",), folds=(0,), progress=True) -> s
             print(f"\n{fold_table(res)}\n({method} fold {fold}: "
                   f"{time.perf_counter() - t1:.0f} s train + test)")
     text = report(cfg.run_root, scale=cfg.scale, book_path=None)
-    out = Path(cfg.run_root) / cfg.scale
+    out = cfg.path("run_root") / cfg.scale
     print(f"\nall done in {time.perf_counter() - t0:.0f} s. Runs, checkpoints, loss curves and "
           f"results: {out}/  (tables: `rstn report --runs {cfg.run_root}`)")
     return text
