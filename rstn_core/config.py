@@ -2,6 +2,7 @@
 
 ``smoke``    proves the code runs: seconds per notebook on 2 CPU cores (CI, nbval).
 ``standard`` shows the papers' effects on the phantom in about 30 min of 2-core CPU per method.
+``colab``    256 x 256 slices, a real ImageNet VGG16, mixed precision: one fold in a sitting on a T4.
 ``paper``    the papers' settings: 512 x 512 slices, full VGG16 width, paper iteration counts, GPU.
 
 A run (CLI or papermill) is fully described by one JSON/YAML file written from :class:`Config`.
@@ -13,11 +14,14 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from rstn_core.data.phantom import phantom_preset
+from rstn_core.io import atomic_write_text
+from rstn_core.data.phantom import PhantomConfig
 
 __all__ = ["ModelConfig", "TrainConfig", "RSTNConfig", "TestConfig", "Config", "SCALES",
            "get_config", "scaled_px"]
 
-SCALES = ("smoke", "standard", "paper")
+from rstn_core.data.phantom.config import SCALES  # the one home of the scale names
 
 
 def scaled_px(px_at_512: float, size: int) -> int:
@@ -31,7 +35,7 @@ class ModelConfig:
     fc_kernel: int = 7           # fc6 kernel; 7 = VGG16's fc6 as a convolution
     batch_norm: bool = False     # BN after each conv (CPU scales train from scratch)
     dropout: float = 0.5
-    pretrained: str | None = None  # torchvision vgg16 state dict (path or URL); width 1 only
+    pretrained: str | None = None  # "imagenet" (torchvision's VGG16), a path or URL; width 1
 
 
 @dataclass
@@ -57,6 +61,8 @@ class TrainConfig:
     workers: int = 0             # DataLoader processes preparing batches (0 = in the loop)
     prefetch: int = 2            # batches each worker keeps ready (workers > 0 only)
     activation_checkpointing: bool = False  # RSTN: recompute unrolled steps in backward
+    amp: str = "auto"            # mixed precision: auto | bf16 | fp16 | off (engine/device.py)
+    half_final: bool = False     # store finished nets' weights in float16 (half the size)
 
 
 @dataclass
@@ -79,13 +85,15 @@ class RSTNConfig:
 @dataclass
 class TestConfig:
     R: float = 0.95              # Algorithm 1: stop when d(t) > R
-    T: int = 10                  # at most T rounds
-    margin: int = 30             # MICCAI: 30-px frame at 512 (the mean training margin)
-    thr: float = 0.99            # Algorithm 2: stop when DSC(Z(t-1), Z(t)) >= thr
+    max_rounds: int = 10         # T of Algorithms 1 and 2: at most T fine rounds
+    fixed_point_margin: int = 30  # Algorithm 1: 30-px frame at 512 (the mean training margin)
+    thr: float = 0.99            # Algorithm 2: stop when DSC(Z(t-1), Z(t)) > thr
+    amp: str = "auto"            # mixed precision at test time (engine/device.py)
     coarse_components: bool = False  # keep large components of Z(0) before the fine rounds
     batch_size: int = 8          # slices per forward pass
     channels_last: bool = False  # CUDA only: nets and inputs in channels-last memory format
     compile: bool = False        # torch.compile the nets (book/performance.md: slower on CPU)
+    # (RSTN's crop frame K is rstn.margin: it is used in training and testing alike)
 
 
 @dataclass
@@ -96,6 +104,7 @@ class Config:
     target: str = "pancreas"
     n_cases: int = 20            # phantom cases generated when no data_root is given
     folds: int = 4
+    slice_size: int = 512        # in-plane size the papers' 512-px margins are scaled to
     data_root: str | None = None   # a real data set (NIH, MSD, NIfTI/DICOM); None = phantom
     root: str = "."              # the folder the relative paths below are relative to
     data_dir: str = "data"       # where phantoms are written (data/phantom_<scale>)
@@ -128,7 +137,6 @@ class Config:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            from rstn_core.io import atomic_write_text
             atomic_write_text(path, text + "\n")
         return text
 
@@ -136,13 +144,11 @@ class Config:
         import yaml
         text = yaml.safe_dump(self.to_dict(), sort_keys=True)
         if path is not None:
-            from rstn_core.io import atomic_write_text
             atomic_write_text(path, text)
         return text
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        from rstn_core.data.phantom import PhantomConfig
         d = dict(d)
         sub = {"model": ModelConfig, "train": TrainConfig, "rstn": RSTNConfig,
                "test": TestConfig, "phantom": PhantomConfig}
@@ -209,13 +215,28 @@ def get_config(scale: str = "standard", **overrides) -> Config:
     >>> get_config("smoke").model.width
     0.0625
     """
-    from rstn_core.data.phantom import phantom_preset
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {list(SCALES)}.")
     cfg = Config(scale=scale, phantom=phantom_preset(scale))
+    cfg.slice_size = int(cfg.phantom.shape[0])
     if scale == "paper":
-        # The papers' settings throughout (papers.md: MICCAI training; CVPR schedule).
+        # The papers' settings throughout (MICCAI training; CVPR schedule), fine-tuned from
+        # ImageNet VGG16 as the papers fine-tune a pre-trained FCN-8s.
         cfg.n_cases = 82
+        cfg.model.pretrained = "imagenet"
+    elif scale == "colab":
+        # A real VGG16 at 256 px that finishes one fold in a sitting on a free T4
+        # (book/colab.md derives the iteration counts from the FLOPs per iteration).
+        cfg.n_cases = 20
+        cfg.model = ModelConfig(width=1.0, fc_kernel=7, batch_norm=False, dropout=0.5,
+                                pretrained="imagenet")
+        cfg.train = TrainConfig(optimizer="adam", momentum=0.9, weight_decay=0.0,
+                                batch_size=8, coarse_iterations=2000, coarse_lr=1e-4,
+                                fine_iterations=2000, fine_lr=1e-4, coarse_loss="dice_bce",
+                                zoom=1, checkpoint_every=250, half_final=True)
+        cfg.rstn = RSTNConfig(lr=1e-5, fine_lr_mult=10.0, noisy_lr=1e-6, lr_decay_every=0,
+                              gt_iterations=250, pred_iterations=500, noisy_iterations=250)
+        cfg.test = TestConfig(coarse_components=True, batch_size=16)
     else:
         # CPU scales: from scratch with BatchNorm + Adam (cpu_experiment.md: converges in
         # minutes; the papers' SGD lr 1e-5 assumes a pre-trained VGG16 and long runs), a
@@ -247,5 +268,5 @@ def get_config(scale: str = "standard", **overrides) -> Config:
             cfg.train.threads = 1   # a 2-core CI runner with tiny nets: one thread is faster
             cfg.rstn.gt_iterations, cfg.rstn.pred_iterations = 4, 4
             cfg.rstn.noisy_iterations = 4
-            cfg.test.T = 3
+            cfg.test.max_rounds = 3
     return cfg.replace(**overrides) if overrides else cfg

@@ -1,16 +1,19 @@
 """Atomic file writes: a run interrupted at any moment never leaves a half-written file."""
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import torch
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save",
-           "atomic_savez", "load_checkpoint"]
+           "atomic_savez", "atomic_save_npy", "atomic_save_nifti", "load_checkpoint"]
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -52,7 +55,6 @@ def _jsonable(o):
 
 
 def atomic_torch_save(obj, path) -> Path:
-    import torch
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -64,9 +66,30 @@ def atomic_savez(path, **arrays) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_save_npy(array: np.ndarray, path) -> Path:
+    """Save a C-contiguous .npy file atomically (readable with np.load(mmap_mode='r'))."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_nifti(array: np.ndarray, affine: np.ndarray, path) -> Path:
+    """Save `array` with `affine` as NIfTI-1 (gzip when the name ends in .gz), atomically;
+    qform and sform both set (code 1), units mm."""
+    path = Path(path)
+    aff = np.asarray(affine, float)
+    img = nib.Nifti1Image(np.asarray(array), aff)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_qform(aff, code=1)
+    img.set_sform(aff, code=1)
+    data = img.to_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    return atomic_write_bytes(path, data)
+
+
 def load_checkpoint(path, map_location="cpu"):
     """`torch.load(..., weights_only=True)` with a one-line error for a missing or corrupt file."""
-    import torch
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; train first (`rstn train ...`) "

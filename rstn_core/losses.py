@@ -140,7 +140,9 @@ def rstn_loss_weights(T: int) -> list[float]:
     return [fine / 2.0] + [fine] * T  # λ_0 = λ_1 / 2
 
 
-def rstn_loss(probs: Sequence[torch.Tensor], target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def rstn_loss(probs: Sequence[torch.Tensor], target: torch.Tensor, eps: float = 1e-6, *,
+              valid: torch.Tensor | None = None,
+              coarse_logits: torch.Tensor | None = None) -> torch.Tensor:
     r"""RSTN training loss: weighted sum of the soft DSC losses of every stage.
 
     .. math:: L = \sum_{t=0}^{T} \lambda_t \, L_\mathrm{DSC}(Y, P^{(t)})
@@ -150,8 +152,12 @@ def rstn_loss(probs: Sequence[torch.Tensor], target: torch.Tensor, eps: float = 
             (each pasted back to full size), at least one; a (T+1, N, C, H, W) tensor works too.
         target: binary ground truth Y.
         eps: smoothing of :func:`soft_dsc_loss`.
+        valid: 1 on the real (unpadded) pixels, or None.
+        coarse_logits: when given, the coarse term is :func:`dice_bce_loss` on these logits
+            instead of L_DSC(Y, P(0)) — the CPU scales' deviation (a coarse net trained on all
+            slices with Dice alone collapses; book/deviations.md).
     Shapes:
-        each probs[t], target: (N, C, H, W); returns a scalar.
+        each probs[t], target, coarse_logits: (N, C, H, W); valid (N, 1, H, W); returns a scalar.
     Reference:
         Yu et al., CVPR 2018 (training objective); weights from :func:`rstn_loss_weights`.
     """
@@ -163,5 +169,10 @@ def rstn_loss(probs: Sequence[torch.Tensor], target: torch.Tensor, eps: float = 
             "rstn_loss: probs must hold at least one probability map [P(0), ..., P(T)], got 0."
         )
     weights = rstn_loss_weights(len(probs) - 1)
-    terms = [lam * soft_dsc_loss(p, target, eps) for lam, p in zip(weights, probs)]
+    if coarse_logits is None:
+        first = soft_dsc_loss(probs[0], target, eps, valid=valid)     # L_DSC(Y, P(0))
+    else:
+        first = dice_bce_loss(coarse_logits, target, eps, valid=valid)  # CPU scales
+    terms = [weights[0] * first] + [lam * soft_dsc_loss(p, target, eps, valid=valid)
+                                    for lam, p in zip(weights[1:], probs[1:])]
     return torch.stack(terms).sum()  # Σ_t λ_t L_DSC(Y, P(t))

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
+import torch
 
-__all__ = ["VIEWS", "VIEW_AXIS", "window", "to_view", "from_view", "stack3", "view_stacks",
+__all__ = ["VIEWS", "VIEW_AXIS", "HU_WINDOW", "window", "window_uint8", "window_indices", "to_view", "from_view", "stack3", "view_stacks",
            "average_windows"]
 
 VIEWS = ("coronal", "sagittal", "axial")
 VIEW_AXIS = {"coronal": 0, "sagittal": 1, "axial": 2}
+#: The soft-tissue window of the authors' code: clip to [-100, 240] HU (the one home of it).
+HU_WINDOW = (-100.0, 240.0)
 
 _OFFSETS = np.array([-1, 0, 1])  # the window [j-1, j, j+1]
 
@@ -37,7 +40,7 @@ def _check_3d(volume, caller: str, what: str = "volume (x, y, z)") -> np.ndarray
     return volume
 
 
-def window(hu, lo: float = -100, hi: float = 240):
+def window(hu, lo: float = HU_WINDOW[0], hi: float = HU_WINDOW[1]):
     r"""Clip CT intensities to a window [lo, hi] (HU) and rescale it linearly to [0, 1].
 
     .. math:: w(x) = \frac{\min(\max(x, lo), hi) - lo}{hi - lo}
@@ -53,11 +56,23 @@ def window(hu, lo: float = -100, hi: float = 240):
     if not hi > lo:
         raise ValueError(f"window: need hi > lo, got lo={lo}, hi={hi}.")
     if hasattr(hu, "clamp") and hasattr(hu, "detach"):  # torch tensor
-        import torch
         x = hu.to(torch.float32)
         return (x.clamp(lo, hi) - lo) / (hi - lo)  # (clip(x) - lo) / (hi - lo)
     x = np.asarray(hu, dtype=np.float32)
     return ((np.clip(x, lo, hi) - lo) / np.float32(hi - lo)).astype(np.float32)
+
+
+def window_uint8(hu, lo: float = HU_WINDOW[0], hi: float = HU_WINDOW[1]) -> np.ndarray:
+    r""":func:`window` stored in one byte per voxel (the per-view training cache).
+
+    .. math:: u(x) = \mathrm{round}(255 \cdot w(x))
+
+    Args:
+        hu: intensities in HU (numpy, any shape); lo, hi: the window.
+    Returns:
+        uint8 array of the same shape, 0..255.
+    """
+    return np.rint(window(hu, lo, hi) * np.float32(255.0)).astype(np.uint8)
 
 
 def to_view(volume, view: str) -> np.ndarray:
@@ -83,6 +98,19 @@ def from_view(slices, view: str) -> np.ndarray:
     """
     axis = _axis(view)
     return np.moveaxis(_check_3d(slices, "from_view", "stack of slices (n, H, W)"), 0, axis)
+
+
+def window_indices(centres, n_slices: int) -> np.ndarray:
+    r"""Slice indices of the 3-slice windows centred on `centres`, clamped at the ends.
+
+    .. math:: w(j, c) = \mathrm{clip}(j + c - 1,\ 0,\ n - 1), \qquad c = 0, 1, 2
+
+    Args:
+        centres: window centres j (1-D ints, or one int); n_slices: slices n of the view.
+    Shapes:
+        returns (len(centres), 3) int64.
+    """
+    return _window_indices(np.atleast_1d(np.asarray(centres, dtype=np.int64)), int(n_slices))
 
 
 def _window_indices(centres: np.ndarray, n_slices: int) -> np.ndarray:

@@ -4,8 +4,8 @@ import torch
 
 from rstn_core.engine.batching import crop_batch, fine_forward, paste_batch, zoom_in, zoom_out
 from rstn_core.crop import Box
-from rstn_core.engine.inference import WindowAccumulator, window_index
-from rstn_core.views import average_windows
+from rstn_core.engine.inference import WindowAccumulator
+from rstn_core.views import average_windows, window_indices
 
 
 def test_crop_paste_batch_roundtrip_inside_boxes_and_zero_outside():
@@ -66,4 +66,4 @@ def test_window_accumulator_matches_views_average_windows():
     acc.add(np.arange(0, 4), preds[:4])
     acc.add(np.arange(4, n), preds[4:])
     np.testing.assert_allclose(acc.mean(), average_windows(preds), rtol=1e-6)
-    assert window_index(5, np.array([0, 4])).tolist() == [[0, 0, 1], [3, 4, 4]]
+    assert window_indices(np.array([0, 4]), 5).tolist() == [[0, 0, 1], [3, 4, 4]]

@@ -106,4 +106,4 @@ def test_execution_only_settings_may_change_on_resume(tmp_path):
     _check_config(cfg.replace(**{"train.workers": 2, "train.activation_checkpointing": True,
                                  "test.compile": True, "device": "cuda"}), tmp_path)
     with pytest.raises(FileExistsError, match=r"\(test\)"):
-        _check_config(cfg.replace(**{"test.margin": 7}), tmp_path)
+        _check_config(cfg.replace(**{"test.fixed_point_margin": 7}), tmp_path)

@@ -194,7 +194,7 @@ def test_region_fold_trains_and_tests_on_the_predicted_region(tiny_dataset, tmp_
     cfg = get_config("smoke", target="cyst", data_root=str(tiny_dataset),
                      run_root=str(tmp_path / "cyst_region"), views=("axial",))
     cfg = cfg.replace(**{"train.coarse_iterations": 2, "train.fine_iterations": 2,
-                         "train.batch_size": 2, "test.T": 1, "train.threads": 1})
+                         "train.batch_size": 2, "test.max_rounds": 1, "train.threads": 1})
     spec = RegionSpec(6)
     stats = train_region_fold(cfg, "stepwise", 0, spec, progress=False)
     assert set(stats) == {"axial_coarse", "axial_fine"}

@@ -140,7 +140,8 @@ def test_only_rank_0_writes_files(two_ranks):
 
 def test_two_ranks_equal_one_process_on_the_whole_batch(two_ranks, tmp_path):
     """Gradient averaging over the ranks' halves = the gradient of the whole batch."""
-    from rstn_core.algorithms.stepwise import build_net, train_coarse
+    from rstn_core.algorithms.stepwise import train_coarse
+    from rstn_core.networks.build import build_net
     torch.set_num_threads(1)
     net, stats = train_coarse(toy_config(), toy_slices(), tmp_path / "one", progress=False)
     ddp = torch.load(two_ranks / "ddp_rank0.pt", weights_only=True)

@@ -8,13 +8,15 @@ import warnings
 
 import nibabel as nib
 import numpy as np
+
+from rstn_core.views import window_uint8
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
 from rstn_core.data import (CaseCache, CaseRef, DataError, fold_split, inspect_path, list_cases,
                             load_case, load_folds, make_case, make_folds, phantom_preset,
-                            read_dicom_series, save_folds, target_mask, window_uint8,
+                            read_dicom_series, save_folds, target_mask,
                             write_dataset)
 from rstn_core.data.orient import axcodes
 

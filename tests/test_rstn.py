@@ -4,8 +4,10 @@ import torch
 
 from rstn_core.config import Config, RSTNConfig
 from rstn_core.networks.fcn8s import FCN8s
-from rstn_core.algorithms.rstn import (RSTN, RSTNModels, joint_loss, rstn_oracle, rstn_predict,
-                            rstn_schedule, saliency_channels)
+from rstn_core.algorithms.oracles import rstn_strong_oracle, rstn_weak_oracle
+from rstn_core.algorithms.rstn import RSTNModels, rstn_predict, rstn_schedule, saliency_channels
+from rstn_core.algorithms.rstn_model import RSTN
+from rstn_core.losses import rstn_loss
 from rstn_core.saliency import SaliencyTransform
 from tests.helpers import ConstNet, ThresholdNet
 
@@ -44,7 +46,7 @@ def test_fine_loss_reaches_the_coarse_net_through_g():
     for _ in range(2):
         opt.zero_grad()
         logits, probs = m(x, T=1, ref="gt", y=y)
-        joint_loss(logits, probs, y).backward()
+        rstn_loss(probs, y).backward()
         opt.step()
     m.zero_grad()
     _, probs = m(x, T=1, ref="gt", y=y)
@@ -67,12 +69,16 @@ def test_crop_reference_switch():
     assert m.boxes(empty, y, "pred_or_gt")[0] == (8, 22, 10, 26)  # falls back to GT + 2
 
 
-def test_joint_loss_uses_the_lambda_rule():
+def test_rstn_loss_with_coarse_logits_uses_the_lambda_rule():
     x, y = _batch()
     p0, p1 = torch.rand_like(y), torch.rand_like(y)
     from rstn_core.losses import soft_dsc_loss
     expect = soft_dsc_loss(p0, y) / 3 + 2 * soft_dsc_loss(p1, y) / 3     # T = 1: 1/3 + 2/3
-    assert torch.allclose(joint_loss(torch.logit(p0), [p0, p1], y), expect)
+    assert torch.allclose(rstn_loss([p0, p1], y), expect)
+    from rstn_core.losses import dice_bce_loss
+    logits = torch.logit(p0)
+    expect_cpu = dice_bce_loss(logits, y) / 3 + 2 * soft_dsc_loss(p1, y) / 3
+    assert torch.allclose(rstn_loss([p0, p1], y, coarse_logits=logits), expect_cpu)
 
 
 def test_schedule_phases_and_rates():
@@ -123,10 +129,9 @@ def test_empty_coarse_gives_empty_rounds_without_crash():
 def test_oracles_and_saliency_channels():
     vol, lab = _toy_volume()
     ms = _toy_models()
-    assert (rstn_oracle(vol, lab, ms, "strong", hu=False) == lab).all()
-    assert (rstn_oracle(vol, lab, ms, "weak", hu=False) == lab).all()
-    with pytest.raises(ValueError, match="unknown oracle"):
-        rstn_oracle(vol, lab, ms, "psychic", hu=False)
+    assert (rstn_strong_oracle(vol, lab, ms, hu=False) == lab).all()
+    weak, rounds = rstn_weak_oracle(vol, lab, ms, thr=0.99, T=5, hu=False)
+    assert (weak == lab).all() and rounds == 1           # converged after one round
     w = saliency_channels(ms.models["axial"], np.random.rand(3, 16, 16))
     assert w.shape == (3, 16, 16) and np.allclose(w, 1.0)     # identity at initialisation
 

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from rstn_core.networks.fcn8s import FCN8s
-from rstn_core.algorithms.rstn import RSTN, joint_loss
+from rstn_core.algorithms.rstn_model import RSTN
+from rstn_core.losses import rstn_loss
 from rstn_core.saliency import SaliencyTransform
 from rstn_core.engine.slices import BatchSource, IterationBatches, iteration_loader, iteration_of
-from rstn_core.engine.train import iteration_rng, training_options
+from rstn_core.engine.train import iteration_rng
 from tests.test_distributed import toy_slices
 
 
@@ -36,7 +37,7 @@ def _grads(checkpointing: bool, T: int = 3):
     y[:2, :, 10:20, 12:24] = 1                           # sample 2: no target, no crop
     torch.manual_seed(5)                                 # the dropout masks
     logits, probs = m(x, T=T, ref="pred_or_gt", y=y)
-    loss = joint_loss(logits, probs, y, "dice_bce")
+    loss = rstn_loss(probs, y, coarse_logits=logits)
     loss.backward()
     grads = {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
     return float(loss.detach()), grads, {k: b.clone() for k, b in m.named_buffers()}
@@ -54,21 +55,13 @@ def test_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
         assert torch.equal(b0[k], b1[k]), k
 
 
-def test_checkpointing_option_reaches_the_rstn_only_inside_training(tmp_path):
-    from rstn_core.engine.train import TrainSpec, run_training
-    m = _rstn()
-    seen = []
-
-    def step(i, rng):
-        seen.append(m.activation_checkpointing)
-        x = torch.rand(2, 3, 48, 40)
-        return joint_loss(*m(x, T=1, ref="pred"), torch.zeros(2, 3, 48, 40))
-
-    opt = torch.optim.SGD(m.parameters(), lr=0.0)
-    with training_options(activation_checkpointing=True):
-        run_training(TrainSpec("rstn", m, opt, step, 2), tmp_path / "a", progress=False)
-    run_training(TrainSpec("rstn", m, opt, step, 2), tmp_path / "b", progress=False)
-    assert seen == [True, True, False, False] and m.activation_checkpointing is False
+def test_checkpointing_is_a_setting_of_the_built_rstn():
+    from rstn_core.algorithms.rstn_model import build_rstn
+    from rstn_core.config import get_config
+    on = build_rstn(get_config("smoke", **{"train.activation_checkpointing": True}))
+    off = build_rstn(get_config("smoke"))
+    assert on.activation_checkpointing is True and off.activation_checkpointing is False
+    assert RSTN.__dict__.get("activation_checkpointing") is None   # no class-level switch
 
 
 # -- DataLoader -----------------------------------------------------------------------------
@@ -121,20 +114,17 @@ def test_batch_source_with_workers_serves_a_training_run_exactly():
 # -- inference options ------------------------------------------------------------------------
 
 def test_inference_options_keep_the_probabilities_on_cpu():
-    from rstn_core.engine.inference import coarse_probability, inference_options, prepare_net
+    from rstn_core.engine.inference import coarse_probability, prepare_net
     torch.manual_seed(0)
     net = FCN8s(3, 3, width=1 / 32, fc_kernel=3).eval()
     with torch.no_grad():
         net.score_fr.weight.normal_(0, 0.3)
     vol = np.random.default_rng(0).random((40, 36, 6)).astype(np.float32)
     ref = coarse_probability(net, vol, "axial", 4)
-    with inference_options(channels_last=True):        # CUDA only: a no-op on CPU
-        assert prepare_net(net, "cpu") is net
-        assert net.fc6.weight.is_contiguous()
-        np.testing.assert_array_equal(coarse_probability(net, vol, "axial", 4), ref)
-    with pytest.raises(ValueError, match="inference_options: unknown"):
-        with inference_options(fast=True):
-            pass
+    assert prepare_net(net, "cpu", channels_last=True) is net   # CUDA only: a no-op on CPU
+    assert net.fc6.weight.is_contiguous()
+    np.testing.assert_array_equal(
+        coarse_probability(net, vol, "axial", 4, channels_last=True), ref)
 
 
 # -- the fold runner ------------------------------------------------------------------------

@@ -7,47 +7,51 @@ margins.
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rstn_core.engine.batching import crop_batch, fine_forward
+from rstn_core.algorithms.rounds import FixedPointResult, first_stop, initial_mask
 from rstn_core.config import Config, scaled_px
-from rstn_core.fusion import keep_large_components, majority_vote
-from rstn_core.engine.inference import coarse_probability, fine_probability
+from rstn_core.engine.batching import crop_batch, fine_forward, min_canvas
+from rstn_core.engine.device import autocast
+from rstn_core.engine.inference import coarse_probability, fine_probability, prepare_net
+from rstn_core.engine.slices import SliceSet
+from rstn_core.engine.train import (FINAL, TrainSpec, load_final, make_optimizer, run_training,
+                                    snapshot_at_time)
+from rstn_core.fusion import keep_large_components, majority_vote, mean_probability
+from rstn_core.io import load_checkpoint
 from rstn_core.losses import dice_bce_loss, soft_dsc_loss
 from rstn_core.metrics import dsc
-from rstn_core.networks.fcn8s import FCN8s
-from rstn_core.engine.slices import SliceSet
-from rstn_core.engine.train import TrainSpec, autocast, load_final, make_optimizer, run_training
+from rstn_core.networks.build import build_net
 from rstn_core.views import window
 
-__all__ = ["build_net", "train_coarse", "train_fine", "StepwiseNets", "load_stepwise",
-           "fixed_point_predict", "FixedPointResult", "initial_mask"]
+__all__ = ["train_coarse", "train_fine", "StepwiseNets", "load_stepwise",
+           "fixed_point_predict", "lr_rule"]
 
 
-def build_net(cfg: Config) -> FCN8s:
-    """An FCN-8s as the config says (seeded, so every run starts from the same weights)."""
-    torch.manual_seed(cfg.seed)
-    m = cfg.model
-    net = FCN8s(3, 3, width=m.width, fc_kernel=m.fc_kernel, batch_norm=m.batch_norm,
-                dropout=m.dropout)
-    if m.pretrained:
-        from rstn_core.networks.vgg import load_vgg16_weights
-        load_vgg16_weights(net, m.pretrained)
-    return net.to(cfg.device)
+def lr_rule(every: int):
+    r"""The learning-rate multiplier of iteration i: halved every `every` iterations (0 = never).
 
-
-def _lr_rule(every: int):
+    .. math:: \mathrm{lr}(i) = \mathrm{lr}_0 \cdot 0.5^{\lfloor i / N \rfloor}
+    """
     return (lambda i: 0.5 ** (i // every)) if every else (lambda i: 1.0)
 
 
 def train_coarse(cfg: Config, slices: SliceSet, run_dir, resume=False, progress=True,
                  net=None) -> tuple[torch.nn.Module, dict]:
-    """Coarse net of one view: whole-slice windows (MICCAI: slices with the target)."""
+    """Coarse net θC of one view: Z = f(X; θC) on whole-slice windows (MICCAI: the slices with
+    the target), trained on L = 1 - DSC(P, Y) (or Dice + BCE on all slices, CPU scales).
+
+    Args:
+        cfg: the run's config (train.*: iterations, lr, optimizer, batch, loss); slices: the
+        view's training windows; run_dir: the net's folder (checkpoints, loss.csv); resume:
+        continue an interrupted run; net: start from this net instead of a new one.
+    Returns:
+        (the trained net, run_training's statistics).
+    """
     t, dev = cfg.train, cfg.device
     net = net or build_net(cfg)
     opt = make_optimizer(t.optimizer, net.parameters(), t.coarse_lr, t.momentum, t.weight_decay)
@@ -55,42 +59,54 @@ def train_coarse(cfg: Config, slices: SliceSet, run_dir, resume=False, progress=
     def step(i, rng):
         x, y, valid = (a.to(dev) for a in slices.coarse_batch(rng, t.batch_size, t.coarse_loss,
                                                               t.positive_fraction))
-        with autocast(dev):
+        with autocast(dev, t.amp):
             logits = net(x).float()
         if t.coarse_loss == "dice_bce":
             return dice_bce_loss(logits, y, valid=valid)
         return soft_dsc_loss(torch.sigmoid(logits), y, valid=valid)   # L = 1 - DSC(P, Y)
 
     spec = TrainSpec("coarse", net, opt, step, t.coarse_iterations, cfg.seed,
-                     t.checkpoint_every, _lr_rule(t.lr_decay_every), t.keep_snapshots)
+                     t.checkpoint_every, lr_rule(t.lr_decay_every), t.keep_snapshots, t.amp,
+                     t.half_final)
     return net, run_training(spec, run_dir, resume, progress)
 
 
 def train_fine(cfg: Config, slices: SliceSet, run_dir, resume=False, progress=True,
                net=None) -> tuple[torch.nn.Module, dict]:
-    """Fine net of one view: ground-truth box + random margins (MICCAI), optional zoom."""
+    """Fine net θF of one view: Z = f(r(X, Y); θF) on the ground-truth box plus a random margin
+    per side, uniform in [margin_low, margin_high] at 512 px (MICCAI), crops optionally zoomed;
+    trained on the soft DSC loss on the crop.
+
+    Args: as :func:`train_coarse`; margins are scaled from 512 px by cfg.slice_size.
+    Returns:
+        (the trained net, run_training's statistics).
+    """
     t, dev = cfg.train, cfg.device
     net = net or build_net(cfg)
     opt = make_optimizer(t.optimizer, net.parameters(), t.fine_lr, t.momentum, t.weight_decay)
-    size = max(slices.images[0].shape[1:])
-    lo, hi = scaled_px(t.margin_low, size), scaled_px(t.margin_high, size)
+    lo, hi = scaled_px(t.margin_low, cfg.slice_size), scaled_px(t.margin_high, cfg.slice_size)
 
     def step(i, rng):
         x, y, valid, boxes = slices.fine_batch(rng, t.batch_size, lo, hi)
         x, y = x.to(dev), y.to(dev)
-        with autocast(dev):
+        with autocast(dev, t.amp):
             p, v = fine_forward(net, x, boxes, t.zoom)                 # f(r(X, Y); θF)
-        yc, _ = crop_batch(y, boxes, min_size=-(-32 // t.zoom))      # Y on the same canvas
+        yc, _ = crop_batch(y, boxes, min_size=min_canvas(t.zoom))    # Y on the same canvas
         return soft_dsc_loss(p.float(), yc, valid=v)                  # Dice on the crop
 
     spec = TrainSpec("fine", net, opt, step, t.fine_iterations, cfg.seed + 1,
-                     t.checkpoint_every, _lr_rule(t.lr_decay_every), t.keep_snapshots)
+                     t.checkpoint_every, lr_rule(t.lr_decay_every), t.keep_snapshots, t.amp,
+                     t.half_final)
     return net, run_training(spec, run_dir, resume, progress)
 
 
 @dataclass
 class StepwiseNets:
-    """The six nets of a fold: coarse and fine per view, with the test settings."""
+    """The six nets of a fold: coarse and fine per view, with the test settings.
+
+    margin: the fixed-point test frame in pixels (MICCAI: 30 at 512); amp, channels_last:
+    inference speed options (engine.device, engine.inference).
+    """
     coarse: dict
     fine: dict
     margin: int = 30
@@ -98,23 +114,22 @@ class StepwiseNets:
     batch_size: int = 8
     device: str = "cpu"
     coarse_components: bool = False
+    amp: str = "auto"
+    channels_last: bool = False
 
     @property
     def views(self):
         return list(self.coarse)
 
 
-def load_stepwise(cfg: Config, run_dir, slice_size: int = 512,
-                  equal_time: bool = False) -> StepwiseNets:
+def load_stepwise(cfg: Config, run_dir, equal_time: bool = False) -> StepwiseNets:
     """Load the finished nets of a stepwise fold run (weights_only); the test margin is
-    scaled from 512-px slices to `slice_size`.
+    scaled from 512-px slices to `cfg.slice_size`.
 
     equal_time: each fine net is replaced by its last snapshot whose training time does not
     exceed its view's coarse net's (cpu_experiment.md: a cheaper fine iteration can pose as a
     method gain; this compares the two stages at equal training time).
     """
-    from rstn_core.io import load_checkpoint
-    from rstn_core.engine.train import FINAL, snapshot_at_time
     run_dir = Path(run_dir)
     coarse, fine = {}, {}
     for v in cfg.views:
@@ -130,42 +145,15 @@ def load_stepwise(cfg: Config, run_dir, slice_size: int = 512,
                                             f"coarse net's {budget:.0f} s; train with "
                                             "train.keep_snapshots=true.")
                 fine[v].load_state_dict(load_checkpoint(snap)["model"])
-    return StepwiseNets(coarse, fine, margin=scaled_px(cfg.test.margin, slice_size),
-                        zoom=cfg.train.zoom, batch_size=cfg.test.batch_size, device=cfg.device,
-                        coarse_components=cfg.test.coarse_components)
-
-
-@dataclass
-class FixedPointResult:
-    """Every round of Algorithm 1: masks[t] = Z(t), d[t-1] = d(t) = DSC(Z(t-1), Z(t))."""
-    masks: list
-    d: list
-    view_probs: dict
-    stopped_at: int
-    fallback: str | None = None
-    windows_run: list = field(default_factory=list)
-
-    @property
-    def final(self) -> np.ndarray:
-        return self.masks[self.stopped_at]
-
-
-def initial_mask(z0: np.ndarray, prob: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
-    """Z(0), with the documented fallback for an empty coarse mask.
-
-    If Z(0) is empty, the fine nets are pointed at the voxels whose fused coarse probability
-    is at least half its maximum (where the coarse nets were most confident), with a warning;
-    if the probability is 0 everywhere, Z(0) stays empty and every round returns empty.
-    """
-    if z0.any():
-        return z0, None
-    peak = float(prob.max())
-    if peak <= 0:
-        warnings.warn(f"{where}: the coarse nets found nothing; every round is empty.")
-        return z0, "empty"
-    warnings.warn(f"{where}: empty coarse mask; using voxels >= half the peak coarse "
-                  f"probability ({peak:.3f}) as Z(0).")
-    return prob >= 0.5 * peak, "half-peak"
+    t = cfg.test
+    def ready(net):
+        return prepare_net(net, cfg.device, t.channels_last, t.compile)
+    return StepwiseNets({v: ready(n) for v, n in coarse.items()},
+                        {v: ready(n) for v, n in fine.items()},
+                        margin=scaled_px(t.fixed_point_margin, cfg.slice_size),
+                        zoom=cfg.train.zoom, batch_size=t.batch_size, device=cfg.device,
+                        coarse_components=t.coarse_components, amp=t.amp,
+                        channels_last=t.channels_last)
 
 
 def fixed_point_predict(image: np.ndarray, nets: StepwiseNets, R: float | None = 0.95,
@@ -177,30 +165,35 @@ def fixed_point_predict(image: np.ndarray, nets: StepwiseNets, R: float | None =
     Z(t-1) plus `margin`, fine nets inside it, views fused by majority vote into Z(t); stop
     when d(t) = DSC(Z(t-1), Z(t)) > R (R = None: run all T rounds, as the authors' scripts).
 
-    image: (X, Y, Z) volume in HU (or already windowed to [0, 1] with hu=False).
+    Args:
+        image: the volume in HU (or already windowed to [0, 1] with hu=False); nets: the six
+        nets; R: the stop threshold; T: at most T rounds; margin: pixels around each box
+        (default nets.margin).
+    Shapes:
+        image (X, Y, Z); every mask of the result (X, Y, Z) bool.
     """
-    vol = window(image) if hu else np.asarray(image, np.float32)
+    x = window(image) if hu else np.asarray(image, np.float32)
     margin = nets.margin if margin is None else margin
-    view_probs = {v: coarse_probability(nets.coarse[v], vol, v, nets.batch_size, nets.device)
-                  for v in nets.views}
+    opts = dict(amp=nets.amp, channels_last=nets.channels_last)
+    view_probs = {v: coarse_probability(nets.coarse[v], x, v, nets.batch_size, nets.device,
+                                        **opts) for v in nets.views}
     z = majority_vote([p >= 0.5 for p in view_probs.values()])      # Z(0): fused coarse
     if nets.coarse_components:
         z = keep_large_components(z)
-    z, fallback = initial_mask(z, np.mean(list(view_probs.values()), 0), "fixed_point_predict")
+    z, fallback = initial_mask(z, mean_probability(list(view_probs.values())),
+                               "fixed_point_predict")
     masks, d, runs = [z], [], []
-    stopped = T
     for t in range(1, T + 1):
         votes, n_run = [], 0
         for v in nets.views:
-            p, n = fine_probability(nets.fine[v], vol, masks[-1], v, margin, nets.zoom,
-                                    nets.batch_size, nets.device)     # fine nets in the boxes
+            p, n = fine_probability(nets.fine[v], x, masks[-1], v, margin, nets.zoom,
+                                    nets.batch_size, nets.device, **opts)  # f(r(X, Z(t-1)))
             votes.append(p >= 0.5)
             n_run += n
         z_t = majority_vote(votes)                                    # Z(t)
         d.append(dsc(masks[-1], z_t))                                 # d(t) = DSC(Z(t-1), Z(t))
         masks.append(z_t)
         runs.append(n_run)
-        if R is not None and d[-1] > R:                               # stop: d(t) > R
-            stopped = t
+        if first_stop(d, R, T) == t:                                  # stop: d(t) > R
             break
-    return FixedPointResult(masks, d, view_probs, stopped, fallback, runs)
+    return FixedPointResult(masks, d, view_probs, first_stop(d, R, T), fallback, runs)

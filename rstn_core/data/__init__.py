@@ -1,6 +1,6 @@
 """Data: the synthetic CT phantom, real-data loaders (NIH Pancreas-CT, MSD Task07, DICOM,
 NIfTI), folds, the per-view cache and `inspect_path`. See data/README.md."""
-from rstn_core.data.cache import CaseCache, window_uint8
+from rstn_core.data.cache import CaseCache
 from rstn_core.data.case import Case, CaseRef
 from rstn_core.data.dicom import read_dicom_series
 from rstn_core.data.errors import DataError
@@ -13,5 +13,5 @@ from rstn_core.data.summary import inspect_path
 __all__ = ["Case", "CaseRef", "CaseCache", "DataError", "PhantomConfig", "phantom_preset",
            "make_case", "write_dataset", "load_case", "list_cases", "detect_source",
            "read_dicom_series", "target_mask", "known_targets", "make_folds", "fold_split",
-           "save_folds", "load_folds", "inspect_path", "window_uint8", "PHANTOM_LABELS",
+           "save_folds", "load_folds", "inspect_path", "PHANTOM_LABELS",
            "NIH_LABELS", "MSD_LABELS"]

@@ -26,21 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from rstn_core.data.case import CaseRef
+from rstn_core.views import HU_WINDOW, VIEW_AXIS, VIEWS, window_uint8
 from rstn_core.data.errors import DataError
+from rstn_core.data.dicom import find_dicom_files
+from rstn_core.data.loaders import load_case
+from rstn_core.io import atomic_save_npy, atomic_write_json
+import shutil
 
-__all__ = ["CaseCache", "window_uint8", "CACHE_VIEWS", "CACHE_VIEW_AXIS"]
-
-#: The authors' view names (the same as rstn_core.views.VIEWS).
-CACHE_VIEWS = ("coronal", "sagittal", "axial")
-CACHE_VIEW_AXIS = {"coronal": 0, "sagittal": 1, "axial": 2}
+__all__ = ["CaseCache"]
 _VERSION = 1
-
-
-def window_uint8(hu: np.ndarray, lo: float = -100.0, hi: float = 240.0) -> np.ndarray:
-    """HU -> uint8: clip to [lo, hi], then map linearly to 0..255 (rounded)."""
-    scale = np.float32(255.0 / (hi - lo))
-    out = (np.clip(hu, lo, hi).astype(np.float32) - np.float32(lo)) * scale
-    return np.rint(out).astype(np.uint8)
 
 
 def _stamp(path) -> dict | None:
@@ -52,7 +46,6 @@ def _stamp(path) -> dict | None:
         st = p.stat()
         return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if p.is_dir():
-        from rstn_core.data.dicom import find_dicom_files
         files = find_dicom_files(p)
         sts = [f.stat() for f in files]
         return {"path": str(p.resolve()), "files": len(files),
@@ -73,7 +66,7 @@ class CaseCache:
     >>> img, lab = views["axial"]          # (Z, X, Y) uint8 memmaps      # doctest: +SKIP
     """
 
-    def __init__(self, cache_dir, window=(-100.0, 240.0)):
+    def __init__(self, cache_dir, window=HU_WINDOW):
         self.root = Path(cache_dir)
         self.window = (float(window[0]), float(window[1]))
         if not self.window[0] < self.window[1]:
@@ -115,16 +108,14 @@ class CaseCache:
             return None
         if any(meta.get(k) != v for k, v in want.items()):
             return None
-        files = [folder / f"image_{v}.npy" for v in CACHE_VIEWS]
+        files = [folder / f"image_{v}.npy" for v in VIEWS]
         if want["label"] is not None:
-            files += [folder / f"label_{v}.npy" for v in CACHE_VIEWS]
+            files += [folder / f"label_{v}.npy" for v in VIEWS]
         return meta if all(f.is_file() for f in files) else None
 
     # -- public -------------------------------------------------------------------------------
     def build(self, ref) -> dict:
         """(Re)build a case's entry from its source; returns its meta."""
-        from rstn_core.data.loaders import load_case
-        from rstn_core.data.storage import atomic_save_npy, atomic_write_json
         r = self._ref(ref)
         folder = self.path(r)
         folder.mkdir(parents=True, exist_ok=True)
@@ -132,8 +123,8 @@ class CaseCache:
         case = load_case(r.image, r.label, case_id=r.id)
         img = window_uint8(case.image, *self.window)
         (folder / "meta.json").unlink(missing_ok=True)         # invalid until rewritten
-        for v in CACHE_VIEWS:
-            a = CACHE_VIEW_AXIS[v]
+        for v in VIEWS:
+            a = VIEW_AXIS[v]
             atomic_save_npy(np.moveaxis(img, a, 0), folder / f"image_{v}.npy")
             if case.labels is not None:
                 atomic_save_npy(np.moveaxis(case.labels, a, 0), folder / f"label_{v}.npy")
@@ -156,14 +147,14 @@ class CaseCache:
         Args:
             ref: a `CaseRef` (from `list_cases`), an image path, or (image, label) paths.
         Shapes:
-            view ``v`` arrays have `CACHE_VIEW_AXIS[v]` moved first: coronal (X, Y, Z),
+            view ``v`` arrays have `VIEW_AXIS[v]` moved first: coronal (X, Y, Z),
             sagittal (Y, X, Z), axial (Z, X, Y).
         """
         r = self._ref(ref)
         self.info(r)
         folder = self.path(r)
         out = {}
-        for v in CACHE_VIEWS:
+        for v in VIEWS:
             img = np.load(folder / f"image_{v}.npy", mmap_mode="r")
             lp = folder / f"label_{v}.npy"
             lab = np.load(lp, mmap_mode="r") if r.label is not None and lp.is_file() else None
@@ -172,7 +163,6 @@ class CaseCache:
 
     def clear(self, ref=None):
         """Delete one case's entry (or the whole cache with no argument)."""
-        import shutil
         target = self.path(ref) if ref is not None else self.root
         if target.exists():
             shutil.rmtree(target)

@@ -16,6 +16,8 @@ import numpy as np
 
 from rstn_core.data.errors import DataError
 from rstn_core.data.orient import canonicalize
+import pydicom
+from pydicom.errors import InvalidDicomError
 
 __all__ = ["read_dicom_series", "find_dicom_files", "is_dicom_file"]
 
@@ -51,8 +53,6 @@ def find_dicom_files(folder) -> list[Path]:
 
 
 def _read(path):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
     try:
         return pydicom.dcmread(str(path))
     except InvalidDicomError as e:

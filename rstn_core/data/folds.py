@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from rstn_core.data.errors import DataError
+from rstn_core.io import atomic_write_json
 
 __all__ = ["make_folds", "fold_split", "save_folds", "load_folds"]
 
@@ -50,7 +51,6 @@ def fold_split(case_ids, fold: int, k: int = 4, folds=None) -> tuple[list[str], 
 
 def save_folds(folds, path) -> Path:
     """Write folds as JSON: {"k": k, "folds": [[ids of fold 0], ...]} (atomically)."""
-    from rstn_core.data.storage import atomic_write_json
     folds = [[str(i) for i in f] for f in folds]
     return atomic_write_json(path, {"k": len(folds), "folds": folds})
 

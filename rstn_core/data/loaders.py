@@ -26,6 +26,9 @@ from rstn_core.data.case import Case, CaseRef
 from rstn_core.data.errors import DataError
 from rstn_core.data.labels import MSD_LABELS, NIH_LABELS, PHANTOM_LABELS, target_values
 from rstn_core.data.orient import canonicalize, spacing_of
+import nibabel as nib
+from rstn_core.data.dicom import read_dicom_series
+from rstn_core.data.dicom import find_dicom_files
 
 __all__ = ["load_case", "list_cases", "detect_source", "read_nifti", "read_label_names",
            "pancreas_mean_hu", "DEFAULT_LABELS"]
@@ -67,7 +70,6 @@ def read_nifti(path, kind: str = "image", allow_2d: bool = False):
         (array, affine, raw) with raw = (the array in file index order, the file's affine),
         which the NIH loader needs to repair a label whose header disagrees with its scan.
     """
-    import nibabel as nib
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; check the path.")
@@ -252,7 +254,6 @@ def load_case(image_path, label_path=None, *, case_id: str | None = None,
     if is_dicom:
         if ip.is_dir() and not any(ip.iterdir()):
             raise DataError(f"{ip}: empty folder; point to a DICOM series or a NIfTI file.")
-        from rstn_core.data.dicom import read_dicom_series
         image, affine, info = read_dicom_series(ip, min_slices=1 if allow_2d else 2)
         source = source or ("nih" if label_path is not None else "dicom")
     else:
@@ -319,7 +320,6 @@ def detect_source(root) -> str:
         return "nih"
     if any(_is_nifti(p) and _visible(p) for p in root.iterdir()):
         return "nifti"
-    from rstn_core.data.dicom import find_dicom_files
     if find_dicom_files(root):
         return "dicom"
     if not any(root.iterdir()):

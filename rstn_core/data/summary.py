@@ -11,6 +11,9 @@ from rstn_core.data.errors import DataError
 from rstn_core.data.folds import load_folds, make_folds
 from rstn_core.data.loaders import detect_source, list_cases, load_case, pancreas_mean_hu
 from rstn_core.data.orient import axcodes
+import pydicom
+from rstn_core.data.dicom import find_dicom_files
+import nibabel as nib
 
 __all__ = ["inspect_path"]
 
@@ -19,7 +22,6 @@ def _header(ref):
     """(shape, spacing, file orientation codes) from headers only (cheap)."""
     p = Path(ref.image)
     if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")):
-        import nibabel as nib
         try:
             img = nib.load(str(p))
             return tuple(img.shape[:3]), tuple(float(z) for z in img.header.get_zooms()[:3]), \
@@ -27,8 +29,6 @@ def _header(ref):
         except Exception:
             raise DataError(f"{p}: not a readable NIfTI file; download or extract it "
                             "again.") from None
-    import pydicom
-    from rstn_core.data.dicom import find_dicom_files
     files = [p] if p.is_file() else find_dicom_files(p)
     if not files:
         raise DataError(f"{p}: no DICOM files found; point to the folder of one series.")

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 
 from rstn_core.crop import Box
 
-__all__ = ["crop_batch", "paste_batch", "zoom_in", "zoom_out", "fine_forward"]
+__all__ = ["crop_batch", "paste_batch", "zoom_in", "zoom_out", "fine_forward", "min_canvas"]
+
+#: FCN-8s needs inputs of at least 32 px (five 2x poolings).
+MIN_NET_INPUT = 32
+
+
+def min_canvas(zoom: int) -> int:
+    """The smallest crop canvas (native pixels) whose zoomed copy the net can take:
+    ceil(32 / zoom)."""
+    return -(-MIN_NET_INPUT // zoom)
 
 
 def crop_batch(x: torch.Tensor, boxes: Sequence[Box], min_size: int = 32):
@@ -74,6 +83,6 @@ def fine_forward(net, x: torch.Tensor, boxes: Sequence[Box], zoom: int = 1):
 
     Returns (prob_canvas (B, C, h, w), valid (B, 1, h, w)); paste with :func:`paste_batch`.
     """
-    canvas, valid = crop_batch(x, boxes, min_size=-(-32 // zoom))
+    canvas, valid = crop_batch(x, boxes, min_size=min_canvas(zoom))
     prob = torch.sigmoid(net(zoom_in(canvas, zoom)).float())
     return zoom_out(prob, zoom) * valid, valid

@@ -21,6 +21,7 @@ import warnings
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["setup", "cleanup", "world_size", "rank", "is_main", "barrier", "main_first",
            "mean", "check_batch", "share", "data_parallel"]
@@ -162,7 +163,6 @@ def data_parallel(model: nn.Module, device: str = "cpu"):
     if world_size() == 1:
         yield model
         return
-    from torch.nn.parallel import DistributedDataParallel
     ids = [torch.cuda.current_device()] if str(device).startswith("cuda") else None
     ddp = DistributedDataParallel(_ClassForward(model), device_ids=ids,
                                   find_unused_parameters=True)

@@ -12,6 +12,11 @@ import numpy as np
 import torch
 
 from rstn_core.crop import Box, bbox, random_margins
+from rstn_core.engine.train import iteration_rng
+import itertools
+from rstn_core.engine.distributed import rank, world_size
+from rstn_core.engine.distributed import share
+from rstn_core.engine.distributed import check_batch, share
 
 __all__ = ["SliceSet", "positive_threshold", "IterationBatches", "iteration_loader", "BatchSource",
            "batch_source", "iteration_of"]
@@ -116,7 +121,6 @@ class SliceSet:
 # -------------------------------------------------------------------------------------------
 def iteration_of(rng: np.random.Generator) -> tuple[int, int] | None:
     """(seed, i) when `rng` is an unused `train.iteration_rng(seed, i)`, else None."""
-    from rstn_core.engine.train import iteration_rng
     seq = getattr(rng.bit_generator, "seed_seq", None)
     entropy = getattr(seq, "entropy", None)
     if not isinstance(entropy, (list, tuple)) or len(entropy) != 2 or seq.spawn_key:
@@ -148,8 +152,6 @@ class IterationBatches(torch.utils.data.Dataset):
         self.rank, self.world = rank, world
 
     def __getitem__(self, i: int):
-        from rstn_core.engine.distributed import share
-        from rstn_core.engine.train import iteration_rng
         rng = iteration_rng(self.seed, int(i))
         batch = getattr(self.slices, self.method)(rng, *self.args, **self.kwargs)
         return share(batch, self.rank, self.world), rng.bit_generator.state
@@ -163,7 +165,6 @@ def iteration_loader(dataset: IterationBatches, start: int = 0, stop: int | None
                      workers: int = 0, prefetch: int = 2) -> torch.utils.data.DataLoader:
     """Items start, start + 1, ... (to `stop`, or without end) in order, made by `workers`
     processes that keep `prefetch` items each ready ahead of the training loop."""
-    import itertools
     order = range(start, stop) if stop is not None else itertools.count(start)
     extra = {"prefetch_factor": prefetch, "persistent_workers": False} if workers else {}
     return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=order,
@@ -205,7 +206,6 @@ class BatchSource:
         return self._draw("fine_batch", rng, args, kwargs)
 
     def _draw(self, method, rng, args, kwargs):
-        from rstn_core.engine.distributed import check_batch, share
         size = args[0] if args else kwargs.get("batch_size")
         if self.world > 1 and size is not None and self.world > size:
             check_batch(size, self.world)                  # one-line ValueError
@@ -233,7 +233,6 @@ class BatchSource:
 def batch_source(slices, workers: int = 0, prefetch: int = 2):
     """`slices` itself for one process without workers (today's path, unchanged); otherwise
     a :class:`BatchSource` with this process's rank and world size."""
-    from rstn_core.engine.distributed import rank, world_size
     if workers == 0 and world_size() == 1:
         return slices
     return BatchSource(slices, workers, prefetch, rank(), world_size())

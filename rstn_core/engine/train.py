@@ -11,8 +11,6 @@ loss is the mean over ranks, and only rank 0 writes files (the others wait at a 
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import time
 from dataclasses import dataclass
@@ -22,11 +20,14 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tqdm.auto import tqdm
+
 from rstn_core.engine import distributed
+from rstn_core.engine.device import grad_scaler
 from rstn_core.io import atomic_torch_save, atomic_write_text, load_checkpoint
 
-__all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "autocast",
-           "load_final", "snapshot_at_time", "training_options"]
+__all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "load_final",
+           "snapshot_at_time", "FINAL", "LATEST"]
 
 FINAL = "checkpoint_final.pt"
 LATEST = "checkpoint_latest.pt"
@@ -35,46 +36,6 @@ LATEST = "checkpoint_latest.pt"
 def iteration_rng(seed: int, i: int) -> np.random.Generator:
     """The generator of iteration i: the data order is a function of (seed, i) alone."""
     return np.random.default_rng([seed, i])
-
-
-def autocast(device: str):
-    """bf16 autocast on CUDA, nothing on CPU."""
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("rstn_training_options",
-                                                                default={})
-
-
-@contextlib.contextmanager
-def training_options(activation_checkpointing: bool = False):
-    """Options that `run_training` applies to every model it trains inside the block.
-
-    activation_checkpointing: sets `activation_checkpointing = True` on every sub-module that
-    has that attribute (the RSTN: its unrolled steps are recomputed in the backward pass
-    instead of kept), for the duration of the run.
-    """
-    token = _OPTIONS.set({"activation_checkpointing": bool(activation_checkpointing)})
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
-
-
-@contextlib.contextmanager
-def _checkpointing(model: torch.nn.Module, enabled: bool):
-    """Switch activation checkpointing on for the modules that support it, then restore."""
-    mods = [m for m in model.modules() if hasattr(m, "activation_checkpointing")] if enabled else []
-    old = [m.activation_checkpointing for m in mods]
-    for m in mods:
-        m.activation_checkpointing = True
-    try:
-        yield
-    finally:
-        for m, v in zip(mods, old):
-            m.activation_checkpointing = v
 
 
 def _dropout_seed(seed: int, i: int) -> int:
@@ -116,6 +77,8 @@ class TrainSpec:
     checkpoint_every: int = 1000
     lr_at: Callable[[int], float] = lambda i: 1.0
     keep_snapshots: bool = False   # also keep the weights of every checkpoint (snapshots/)
+    amp: str = "off"               # mixed precision (engine.device): fp16 adds a grad scaler
+    half_final: bool = False       # store the final weights in float16 (half the size)
 
 
 def load_final(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
@@ -145,8 +108,6 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
     logged is the mean over ranks, and rank 0 alone writes files and shows the progress bar.
     Returns {"iterations", "seconds", "seconds_per_iteration", "losses", "skipped"}.
     """
-    from tqdm.auto import tqdm
-
     device = _device_of(spec.model)
     distributed.setup(device)
     main = distributed.is_main()
@@ -171,10 +132,19 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
     for g, lr in zip(spec.optimizer.param_groups, base_lrs):
         g["initial_lr"] = lr
 
-    def save(i, path):
+    scaler = grad_scaler(device, spec.amp)
+
+    def save(i, path, final=False):
         if main:                                          # rank 0 writes; the others wait
-            state = {"model": spec.model.state_dict(), "optimizer": spec.optimizer.state_dict(),
-                     "iteration": i, "losses": losses, "seconds": seconds, "seed": spec.seed}
+            weights = spec.model.state_dict()
+            state = {"model": weights, "iteration": i, "losses": losses, "seconds": seconds,
+                     "seed": spec.seed}
+            if final:                                     # weights only: a net to keep
+                if spec.half_final:
+                    state["model"] = {k: (v.half() if v.is_floating_point() else v)
+                                      for k, v in weights.items()}
+            else:
+                state["optimizer"] = spec.optimizer.state_dict()
             atomic_torch_save(state, path)
             atomic_write_text(run_dir / "loss.csv", "iteration,loss\n" + "".join(
                 f"{k + 1},{v:.6f}\n" for k, v in enumerate(losses)))
@@ -183,9 +153,7 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
     spec.model.train()
     bar = tqdm(range(start, spec.iterations), initial=start, total=spec.iterations,
                desc=spec.name, disable=not (progress and main), leave=False)
-    options = _OPTIONS.get()
-    with distributed.data_parallel(spec.model, device), \
-            _checkpointing(spec.model, options.get("activation_checkpointing", False)):
+    with distributed.data_parallel(spec.model, device):
         t0 = time.perf_counter()
         for i in bar:
             for g, lr in zip(spec.optimizer.param_groups, base_lrs):
@@ -197,20 +165,26 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
                 raise FloatingPointError(f"{spec.name}: loss is {value} at iteration {i}; "
                                          "lower the learning rate.")
             spec.optimizer.zero_grad(set_to_none=True)
-            loss.backward()                                    # DDP: gradients averaged here
-            spec.optimizer.step()
+            if scaler is None:
+                loss.backward()                                # DDP: gradients averaged here
+                spec.optimizer.step()
+            else:                                              # fp16: scale against underflow
+                scaler.scale(loss).backward()
+                scaler.step(spec.optimizer)
+                scaler.update()
             losses.append(value)
             if (i + 1) % spec.checkpoint_every == 0 and i + 1 < spec.iterations:
                 seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                save(i + 1, run_dir / LATEST)
-                if spec.keep_snapshots and main:   # weights + elapsed time: equal-time nets
+                if spec.keep_snapshots and main:   # weights + elapsed time: equal-time nets,
                     atomic_torch_save({"model": spec.model.state_dict(), "iteration": i + 1,
-                                       "seconds": seconds}, run_dir / "snapshots" / f"it{i + 1}.pt")
+                                       "seconds": seconds},   # written before LATEST
+                                      run_dir / "snapshots" / f"it{i + 1}.pt")
+                save(i + 1, run_dir / LATEST)
             if progress and main and (i % 10 == 0):
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         seconds += time.perf_counter() - t0
-    save(spec.iterations, run_dir / FINAL)
+    save(spec.iterations, run_dir / FINAL, final=True)
     if main:
         (run_dir / LATEST).unlink(missing_ok=True)
     distributed.barrier()                 # FINAL in place before any rank reads it

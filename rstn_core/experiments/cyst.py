@@ -39,6 +39,13 @@ from scipy.ndimage import distance_transform_edt
 from rstn_core.config import Config
 from rstn_core.io import atomic_write_json
 from rstn_core.metrics import dsc, format_summary, summarize
+from rstn_core.data.labels import target_mask
+from rstn_core.data import load_case
+from rstn_core.engine.slices import SliceSet
+from rstn_core.views import to_view, window
+from rstn_core.experiments.pipeline import fold_cases, fold_dir, train_fold
+from rstn_core.experiments.pipeline import fold_dir, test_fold
+from rstn_core.experiments.pipeline import fold_dir, train_fold
 
 __all__ = ["CHAPTER_CYST_TABLE", "STUDY_PARTS", "pancreas_region", "restrict_to_region",
            "RegionSpec", "region_image", "load_prediction", "region_training_slices",
@@ -184,7 +191,6 @@ class RegionSpec:
 def region_image(case, spec: RegionSpec, pancreas=None) -> tuple[np.ndarray, np.ndarray]:
     """(X', region) of a case: around `pancreas` (a binary mask, e.g. the prediction), or
     around the case's ground-truth pancreas when `pancreas` is None (training)."""
-    from rstn_core.data.labels import target_mask
     mask = target_mask(case, "pancreas") if pancreas is None else pancreas
     region = spec.region(mask, case.spacing)                  # {i: ∃ j, M_j, |i - j| < t}
     return restrict_to_region(case.image, region, spec.fill_hu), region   # X' = X · 1{R}
@@ -209,10 +215,6 @@ def load_prediction(run: Path | str, case_id: str, shape=None) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def region_training_slices(cfg: Config, refs, view: str, spec: RegionSpec):
     """`pipeline.training_slices` on X' cut around the **ground-truth** pancreas."""
-    from rstn_core.data import load_case
-    from rstn_core.data.labels import target_mask
-    from rstn_core.engine.slices import SliceSet
-    from rstn_core.views import to_view, window
     imgs, labs = [], []
     for ref in refs:
         case = load_case(ref.image, ref.label)
@@ -242,7 +244,6 @@ def train_region_fold(cfg: Config, method: str, fold: int, spec: RegionSpec = Re
     Stepwise: 3 views x (coarse, fine) cyst nets; RSTN: one per view, started from the
     stepwise X' nets of the same folder root (trained first if missing), as `train_fold`.
     """
-    from rstn_core.experiments.pipeline import fold_cases, fold_dir, train_fold
     if method not in ("stepwise", "rstn"):
         raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
     train_refs, _ = fold_cases(cfg, fold, progress)
@@ -267,8 +268,6 @@ def test_region_fold(cfg: Config, method: str, fold: int, region_from, spec: Reg
     also has ``region``: the region's share of the volume, the share of the cyst inside it
     (an upper bound of the cyst recall), the pancreas DSC, and whether it was empty.
     """
-    from rstn_core.data.labels import target_mask
-    from rstn_core.experiments.pipeline import fold_dir, test_fold
     folder = fold_dir(cfg, method, fold)
     if not (folder / "region.json").is_file():
         raise FileNotFoundError(f"no region-trained run in {folder}; run train_region_fold "
@@ -304,7 +303,6 @@ def study_config(cfg: Config, part: str) -> Config:
 
 
 def _cached_test(cfg, method, fold, progress, retest):
-    from rstn_core.experiments.pipeline import fold_dir, test_fold
     path = fold_dir(cfg, method, fold) / "test" / "results.json"
     if path.is_file() and not retest:
         return dict(json.loads(path.read_text()), path=str(path))
@@ -325,7 +323,6 @@ def cyst_fold(cfg: Config, method: str, fold: int, region_from=None,
     Returns {"pancreas": results, "cyst_whole": results, "cyst_region": results}
     (each a `test_fold`-style dict; "pancreas" is absent when `region_from` is given).
     """
-    from rstn_core.experiments.pipeline import fold_dir, train_fold
     if method not in ("stepwise", "rstn"):
         raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
     out = {}

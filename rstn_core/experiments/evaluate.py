@@ -1,16 +1,18 @@
 """Evaluation with labels: the rows of the papers' tables, per case.
 
 Both methods are run for all T rounds (as the authors' scripts do) and the stopping rules are
-read off afterwards: the first round t with d(t) > R (MICCAI) or >= thr (CVPR), or T if none.
+read off afterwards: the first round t with d(t) > R (MICCAI) or d(t) > thr (CVPR Algorithm 2,
+strict as well), or T if none.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from rstn_core.algorithms.oracles import rstn_strong_oracle, rstn_weak_oracle, stepwise_oracle
+from rstn_core.algorithms.rstn import RSTNModels, rstn_predict
+from rstn_core.algorithms.stepwise import StepwiseNets, fixed_point_predict
 from rstn_core.fusion import keep_large_components, majority_vote
-from rstn_core.engine.inference import fine_probability
 from rstn_core.metrics import dsc
-from rstn_core.views import window
 
 __all__ = ["STOP_THRESHOLDS", "read_off", "evaluate_stepwise_case", "evaluate_rstn_case"]
 
@@ -18,8 +20,12 @@ STOP_THRESHOLDS = (0.90, 0.95, 0.99)
 
 
 def read_off(after: list, d: list, thresholds=STOP_THRESHOLDS, strict: bool = True) -> dict:
-    """Per threshold R: the first t with d(t) > R (strict, MICCAI) or >= R (CVPR), else T;
-    returns {f"{R:.2f}": {"dsc": after[t-1], "iterations": t}} plus "best" of all rounds."""
+    """Per threshold R: the first t with d(t) > R (strict: both papers) or >= R, else T;
+    returns {f"{R:.2f}": {"dsc": after[t-1], "iterations": t}} plus "best" of all rounds.
+
+    Args:
+        after: DSC of Z(1..T) against the label; d: [d(1), ..., d(T)].
+    """
     T = len(after)
     out = {}
     for R in thresholds:
@@ -50,28 +56,28 @@ def _rows(res, label, raw_coarse, strict: bool, stop_key: str) -> dict:
     }
 
 
-def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets, T: int = 10) -> tuple:
-    """All rows of the MICCAI table for one case; returns (row dict, FixedPointResult)."""
-    from rstn_core.algorithms.stepwise import fixed_point_predict
+def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets: StepwiseNets,
+                           T: int = 10) -> tuple:
+    """All rows of the MICCAI table for one case (Algorithm 1 for all T rounds, the stop
+    rules read off, the oracle box); returns (row dict, FixedPointResult)."""
     res = fixed_point_predict(image, nets, R=None, T=T)
     label = label.astype(bool)
     raw_coarse = majority_vote([p >= 0.5 for p in res.view_probs.values()])
-    vol = window(image)
-    oracle = majority_vote([fine_probability(nets.fine[v], vol, label, v, nets.margin, nets.zoom,
-                                             nets.batch_size, nets.device)[0] >= 0.5
-                            for v in nets.views])                  # GT box per slice
     row = _rows(res, label, raw_coarse, strict=True, stop_key="0.95")
-    row["oracle"] = dsc(oracle, label)
+    row["oracle"] = dsc(stepwise_oracle(image, label, nets), label)     # GT box per slice
     return row, res
 
 
-def evaluate_rstn_case(image: np.ndarray, label: np.ndarray, models, T: int = 10) -> tuple:
-    """All rows of the CVPR tables for one case; returns (row dict, RSTNResult)."""
-    from rstn_core.algorithms.rstn import rstn_oracle, rstn_predict
+def evaluate_rstn_case(image: np.ndarray, label: np.ndarray, models: RSTNModels, T: int = 10,
+                       thr: float = 0.99) -> tuple:
+    """All rows of the CVPR tables for one case (Algorithm 2 for all T rounds, the stop rules
+    read off, the strong and weak oracles of the AAAI paper); returns (row, RSTNResult)."""
     res = rstn_predict(image, models, thr=None, T=T)
     label = label.astype(bool)
-    raw_coarse = np.mean(list(res.view_probs.values()), 0) >= 0.5
-    row = _rows(res, label, raw_coarse, strict=False, stop_key="0.99")
-    row["oracle"] = dsc(rstn_oracle(image, label, models, "strong"), label)
-    row["oracle_weak"] = dsc(rstn_oracle(image, label, models, "weak", p0=res.probs[0]), label)
+    raw_coarse = np.mean(list(res.view_probs.values()), 0) > 0.5
+    row = _rows(res, label, raw_coarse, strict=True, stop_key="0.99")
+    row["oracle"] = dsc(rstn_strong_oracle(image, label, models), label)
+    weak, rounds = rstn_weak_oracle(image, label, models, thr=thr, T=T, p0=res.probs[0])
+    row["oracle_weak"] = dsc(weak, label)
+    row["oracle_weak_rounds"] = rounds
     return row, res

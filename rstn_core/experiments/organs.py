@@ -24,6 +24,10 @@ import numpy as np
 
 from rstn_core.config import Config
 from rstn_core.metrics import dsc, format_summary, summarize
+from rstn_core.experiments.pipeline import test_fold, train_fold
+from rstn_core.data import load_case
+from rstn_core.data.labels import target_mask
+from rstn_core.experiments.pipeline import fold_cases
 
 __all__ = ["ORGANS", "CHAPTER_NAMES", "CHAPTER_ORGAN_TABLE", "organ_config", "organ_fold",
            "organ_commands", "merge_organs", "load_organ_probs", "merged_fold", "organ_rows",
@@ -65,7 +69,6 @@ def organ_config(cfg: Config, target: str, root="runs/organs") -> Config:
 def organ_fold(cfg: Config, target: str, method: str, fold: int, root="runs/organs",
                progress: bool = True) -> dict:
     """Train (finished nets are skipped) and test one organ alone; returns `test_fold`'s dict."""
-    from rstn_core.experiments.pipeline import test_fold, train_fold
     c = organ_config(cfg, target, root)
     train_fold(c, method, fold, progress=progress)
     return test_fold(c, method, fold, progress=progress)
@@ -176,9 +179,6 @@ def merged_fold(cfg: Config, method: str, fold: int, targets=ORGANS, root="runs/
 
     Returns {"alone": {target: [dsc]}, "merged": {target: [dsc]}, "ids": [case ids]}.
     """
-    from rstn_core.data import load_case
-    from rstn_core.data.labels import target_mask
-    from rstn_core.experiments.pipeline import fold_cases
     targets = list(targets)
     _, test_refs = fold_cases(cfg, fold, progress=False)
     alone = {t: [] for t in targets}

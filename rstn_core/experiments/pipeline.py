@@ -12,13 +12,27 @@ Run folders (built from the settings, so they are predictable and never collide)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from rstn_core.config import Config
+from rstn_core.algorithms.rstn import load_rstn, train_rstn
+from rstn_core.algorithms.stepwise import load_stepwise, train_coarse, train_fine
+from rstn_core.config import SCALES, Config, get_config
+from rstn_core.data import (CaseCache, DataError, fold_split, list_cases, load_case, load_folds,
+                            make_folds, save_folds, target_mask)
+from rstn_core.data.labels import target_values
+from rstn_core.data.phantom import phantom_preset, write_dataset
+from rstn_core.engine import distributed
+from rstn_core.engine.slices import SliceSet, batch_source
+from rstn_core.experiments.evaluate import evaluate_rstn_case, evaluate_stepwise_case
+from rstn_core.experiments.report import fold_table, report
 from rstn_core.io import atomic_savez, atomic_write_json
 
 __all__ = ["dataset_root", "fold_cases", "fold_dir", "training_slices", "train_fold",
@@ -33,10 +47,6 @@ def dataset_root(cfg: Config, progress: bool = True) -> Path:
             raise FileNotFoundError(f"data root {root} not found; check --data, or drop it to "
                                     "use the phantom.")
         return root
-    import hashlib
-    from dataclasses import asdict
-
-    from rstn_core.data.phantom import phantom_preset, write_dataset
     root = cfg.path("data_dir") / f"phantom_{cfg.scale}"
     if cfg.seed != 0 or asdict(cfg.phantom) != asdict(phantom_preset(cfg.scale)):
         key = json.dumps([cfg.seed, asdict(cfg.phantom)], sort_keys=True)  # another data set
@@ -54,7 +64,6 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
     """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids (as the
     authors), fixed in `folds.json` beside the data (or in the run root when the data folder
     is read-only) the first time, and read from there afterwards."""
-    from rstn_core.data import fold_split, list_cases, load_folds, make_folds, save_folds
     root = dataset_root(cfg, progress)
     refs = [r for r in list_cases(root) if r.label is not None]
     if cfg.data_root is None:
@@ -80,10 +89,9 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
 def variant_name(cfg: Config) -> str:
     """CVPR Table 1's name of an RSTN variant ("3x3", "two-layer 3x3"), plus the fine + g
     learning-rate multiplier when it differs from the scale's default."""
-    from rstn_core.config import get_config
     r = cfg.rstn
     name = f"{'two-layer ' if r.layers == 2 else ''}{r.kernel_size}x{r.kernel_size}"
-    if cfg.scale in ("smoke", "standard", "paper") and \
+    if cfg.scale in SCALES and \
             r.fine_lr_mult != get_config(cfg.scale).rstn.fine_lr_mult:
         name += f", fine + g lr x{r.fine_lr_mult:g}"
     return name
@@ -129,11 +137,9 @@ def _check_config(cfg: Config, folder: Path):
 def _case_view(cfg: Config, ref, cache, view: str):
     """One view's (N, H, W) uint8 windowed slices and binary target, view axis first
     (from the memory-mapped per-case cache, rebuilt when the source file changes)."""
-    from rstn_core.data.labels import target_values
     names = {int(k): v for k, v in cache.info(ref)["label_names"].items()}
     values = target_values(names, cfg.target)
     if not values:
-        from rstn_core.data import DataError
         raise DataError(f"{ref.id}: no label of target {cfg.target!r}; known: "
                         f"{sorted(set(names.values()) - {'background'})}.")
     img, lab = cache.get(ref)[view]
@@ -141,7 +147,6 @@ def _case_view(cfg: Config, ref, cache, view: str):
 
 
 def training_slices(cfg: Config, refs, view: str, cache=None):
-    from rstn_core.engine.slices import SliceSet
     cache = cache or _cache(cfg)
     imgs, labs = [], []
     for r in refs:
@@ -152,12 +157,10 @@ def training_slices(cfg: Config, refs, view: str, cache=None):
 
 
 def _cache(cfg: Config):
-    from rstn_core.data import CaseCache
     return CaseCache(cfg.path("cache_dir"))
 
 
 def _set_threads(cfg: Config):
-    import torch
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
 
@@ -170,11 +173,6 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     slices_fn(view) -> SliceSet replaces the training slices (e.g. the cyst chapter's X').
     Under torchrun every rank calls this; rank 0 writes the data, caches and files first.
     """
-    from rstn_core.engine import distributed
-    from rstn_core.algorithms.rstn import train_rstn
-    from rstn_core.engine.slices import batch_source
-    from rstn_core.algorithms.stepwise import train_coarse, train_fine
-    from rstn_core.engine.train import training_options
     _set_threads(cfg)
     distributed.setup(cfg.device)
     if distributed.world_size() > 1:
@@ -199,17 +197,15 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
         with distributed.main_first():      # rank 0 builds the per-case caches
             slices = slices_fn(v) if slices_fn else training_slices(cfg, train_refs, v, cache)
         slices = batch_source(slices, cfg.train.workers, cfg.train.prefetch)
-        with training_options(cfg.train.activation_checkpointing):
-            if method == "stepwise":
-                _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
-                                                       progress)
-                _, stats[f"{v}_fine"] = train_fine(cfg, slices, out / f"{v}_fine", resume,
+        if method == "stepwise":
+            _, stats[f"{v}_coarse"] = train_coarse(cfg, slices, out / f"{v}_coarse", resume,
                                                    progress)
-            elif method == "rstn":
-                init = stepwise_dir if cfg.rstn.from_stepwise else None
-                _, stats[v] = train_rstn(cfg, slices, out / v, init, resume, progress)
-            else:
-                raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
+            _, stats[f"{v}_fine"] = train_fine(cfg, slices, out / f"{v}_fine", resume, progress)
+        elif method == "rstn":
+            init = stepwise_dir if cfg.rstn.from_stepwise else None
+            _, stats[v] = train_rstn(cfg, slices, out / v, init, resume, progress)
+        else:
+            raise ValueError(f"unknown method {method!r}; expected 'stepwise' or 'rstn'.")
         if hasattr(type(slices), "close"):
             slices.close()                  # stop the DataLoader workers of this view
     summary = {k: {kk: vv for kk, vv in s.items() if kk != "losses"} for k, s in stats.items()}
@@ -221,14 +217,14 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     return stats
 
 
-def load_method(cfg: Config, method: str, fold: int, tag: str = "", slice_sizes=None,
-                equal_time: bool = False):
-    from rstn_core.algorithms.rstn import load_rstn
-    from rstn_core.algorithms.stepwise import load_stepwise
+def load_method(cfg: Config, method: str, fold: int, tag: str = "", equal_time: bool = False):
+    """The trained nets of a fold run, ready for testing: StepwiseNets or RSTNModels.
+
+    equal_time (stepwise): fine nets at the coarse nets' training time (snapshots)."""
     folder = fold_dir(cfg, method, fold, tag)
     if method == "stepwise":
-        return load_stepwise(cfg, folder, max(slice_sizes.values()), equal_time)
-    return load_rstn(cfg, folder, slice_sizes)
+        return load_stepwise(cfg, folder, equal_time)
+    return load_rstn(cfg, folder)
 
 
 def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
@@ -241,11 +237,6 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
         and fields added to the case's row (the cyst study cuts X' around the predicted
         pancreas here); `test_dir` and `extra` (top-level fields of results.json) go with it.
     """
-    from tqdm.auto import tqdm
-
-    from rstn_core.data import load_case, target_mask
-    from rstn_core.experiments.evaluate import evaluate_rstn_case, evaluate_stepwise_case
-    from rstn_core.engine.inference import inference_options
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
     folder = fold_dir(cfg, method, fold, tag)
@@ -255,27 +246,20 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
     rows, times = [], []
     models = None
     test_dir = test_dir or ("test_equal_time" if equal_time else "test")
-    t_opt = cfg.test
-
-    def options():                      # test.channels_last / test.compile (CUDA speed-ups)
-        return inference_options(channels_last=t_opt.channels_last, compile=t_opt.compile)
     for ref in tqdm(test_refs, desc=f"test {cfg.target} {method} fold {fold}",
                     disable=not progress):
         case = load_case(ref.image, ref.label)
         label = target_mask(case, cfg.target)
         image, row_extra = case_input(case, label) if case_input else (case.image, {})
         if models is None:
-            sizes = {v: max(np.moveaxis(case.image, a, 0).shape[1:])
-                     for v, a in zip(("coronal", "sagittal", "axial"), range(3))}
-            models = load_method(cfg, method, fold, tag, sizes, equal_time)
+            models = load_method(cfg, method, fold, tag, equal_time)
         t0 = time.perf_counter()
         if method == "stepwise":
-            with options():
-                row, res = evaluate_stepwise_case(image, label, models, cfg.test.T)
+            row, res = evaluate_stepwise_case(image, label, models, cfg.test.max_rounds)
             final = res.masks[row["stop"]["0.95"]["iterations"]].astype(np.float32)
         else:
-            with options():
-                row, res = evaluate_rstn_case(image, label, models, cfg.test.T)
+            row, res = evaluate_rstn_case(image, label, models, cfg.test.max_rounds,
+                                          cfg.test.thr)
             final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
         times.append(time.perf_counter() - t0)
         atomic_savez(folder / test_dir / "probs" / f"{ref.id}.npz",
@@ -293,7 +277,6 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
 
 def main_job(cfg: Config, methods=("stepwise",), folds=(0,), progress=True) -> str:
     """The README's first command: phantom -> train -> test -> the table, with timings."""
-    from rstn_core.experiments.report import fold_table, report
     t0 = time.perf_counter()
     root = dataset_root(cfg, progress)
     print(f"data: {root} ({_n_images(root)} cases)")

@@ -52,7 +52,7 @@ class FCN8s(nn.Module):
 
     With ``width=1, batch_norm=False, fc_kernel=7`` the parameter count is that of the
     authors' net (134.3 M; two of them for RSTN's coarse and fine stages: 268.6 M), and
-    :func:`~rstn_core.networks.vgg.load_vgg16_weights` fills the encoder and fc6/fc7.
+    :func:`~rstn_core.networks.pretrained.load_vgg16_weights` fills the encoder and fc6/fc7.
 
     Args:
         in_channels: input channels (3 slices).

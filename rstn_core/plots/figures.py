@@ -21,6 +21,19 @@ import numpy as np
 
 from rstn_core.crop import bbox
 from rstn_core.metrics import dsc
+from matplotlib.patches import Rectangle
+from rstn_core.plots.viz import _new_figure, oriented_slice, overlay
+from rstn_core.plots.viz import _new_figure
+from rstn_core.config import Config
+from rstn_core.data import load_case, target_mask
+from rstn_core.experiments.pipeline import fold_cases
+from rstn_core.data import target_mask
+import torch
+from rstn_core.config import Config, scaled_px
+from rstn_core.experiments.pipeline import load_method
+from rstn_core.algorithms.rstn import rstn_predict, saliency_channels
+from rstn_core.plots.viz import _new_figure, curves
+from rstn_core.views import VIEW_AXIS, VIEWS, stack3
 
 __all__ = ["slice_dsc", "find_context_case", "context_figure", "saliency_figure",
            "write_figures"]
@@ -72,7 +85,6 @@ def find_context_case(cases, axis: int = 2, min_area: int = 20) -> dict:
 
 def _box_patch(ax, mask2d: np.ndarray, margin: int, color: str):
     """The fine net's field of view on a displayed slice: bbox(mask) + margin, dashed."""
-    from matplotlib.patches import Rectangle
     box = bbox(mask2d, margin)
     if box is None:
         return
@@ -91,7 +103,6 @@ def context_figure(image, label, stepwise, rstn, index: int, view: str = "axial"
     `margins`: (stepwise, RSTN) frames in pixels. Zoomed to the boxes. Volumes are (x, y, z).
     """
     margin = max(margins)
-    from rstn_core.plots.viz import _new_figure, oriented_slice, overlay
     sl = {k: oriented_slice(np.asarray(v), view, index) for k, v in
           (("image", image), ("label", label), ("stepwise", stepwise), ("rstn", rstn))}
     look = oriented_slice(np.asarray(distractor), view, index) > 0 \
@@ -126,7 +137,6 @@ def saliency_figure(g: np.ndarray, label_stack: np.ndarray, title: str = ""):
     1 (red boosts, blue damps), with the organ of each channel's slice in green. Arrays are
     in view order (rows = first in-plane axis); they are shown transposed and flipped like
     :func:`viz.oriented_slice`."""
-    from rstn_core.plots.viz import _new_figure
     g, lab = np.asarray(g, np.float32), np.asarray(label_stack, bool)
     if g.shape != lab.shape or g.ndim != 3 or g.shape[0] != 3:
         raise ValueError(f"saliency_figure: expected g and label_stack of shape (3, H, W), got "
@@ -164,9 +174,6 @@ def _final_mask(run: Path, case_id: str) -> np.ndarray:
 
 def _context_cases(step_run: Path, rstn_run: Path):
     """Yield the test cases of one fold with both methods' final masks and the case."""
-    from rstn_core.config import Config
-    from rstn_core.data import load_case, target_mask
-    from rstn_core.experiments.pipeline import fold_cases
     res = json.loads((Path(rstn_run) / "test" / "results.json").read_text())
     cfg = Config.from_dict(res["config"])
     _, refs = fold_cases(cfg, res["fold"], progress=False)
@@ -179,7 +186,6 @@ def _context_cases(step_run: Path, rstn_run: Path):
 
 def _distractor(case):
     """The phantom's look-alike structures (label ``bowel_lookalike``), or None."""
-    from rstn_core.data import target_mask
     try:
         m = target_mask(case, "bowel_lookalike")
     except (KeyError, ValueError):
@@ -195,13 +201,7 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     the saliency maps are those of that fold's RSTN (`view`) on the context slice, for
     P(0) of Algorithm 2. Returns {"context": find_context_case(...) + fold, "files": [...]}.
     """
-    import torch
 
-    from rstn_core.config import Config, scaled_px
-    from rstn_core.experiments.pipeline import load_method
-    from rstn_core.algorithms.rstn import rstn_predict, saliency_channels
-    from rstn_core.plots.viz import _new_figure, curves
-    from rstn_core.views import VIEW_AXIS, VIEWS, stack3
     root, out = Path(runs_root) / scale, Path(out_dir)
     pairs = [(p.parents[1], root / rstn_name / p.parents[1].name) for p in
              sorted((root / "stepwise").glob("fold*/test/results.json"))]
@@ -230,8 +230,8 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
                 best, keep = dict(found, fold=int(s.name[4:])), (case, c, s, r)
     case, c, s, r = keep
     cfg = Config.from_dict(json.loads((r / "test" / "results.json").read_text())["config"])
-    size = max(np.moveaxis(case.image, axis, 0).shape[1:])
-    margins = (scaled_px(cfg.test.margin, size), scaled_px(cfg.rstn.margin, size))
+    margins = (scaled_px(cfg.test.fixed_point_margin, cfg.slice_size),
+               scaled_px(cfg.rstn.margin, cfg.slice_size))
     fig = context_figure(case.image, c["label"], c["stepwise"], c["rstn"], best["index"], view,
                          margins=margins, distractor=_distractor(case),
                          title=f"{case.id} (fold {best['fold']}), {view} slice {best['index']}:"
@@ -240,10 +240,9 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     files.append(out / "context_case.png")
     fig.savefig(files[-1], dpi=90, bbox_inches="tight")
     # 3. the saliency maps g(P(0)) of that slice, through the fold's RSTN of `view`
-    sizes = {v: max(np.moveaxis(case.image, VIEW_AXIS[v], 0).shape[1:]) for v in VIEWS}
     tag = rstn_name.split("-", 1)[1] if "-" in rstn_name else ""
     models = load_method(cfg.replace(device="cpu", run_root=str(runs_root)), "rstn",
-                         best["fold"], tag, slice_sizes=sizes)
+                         best["fold"], tag)
     with torch.inference_mode():
         p0 = np.asarray(rstn_predict(case.image, models, thr=None, T=1).probs[0], np.float32)
     g = saliency_channels(models.models[view], stack3(p0, view, best["index"]))

@@ -30,14 +30,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from rstn_core.views import VIEW_AXIS, VIEWS, window as _hu_window
+from rstn_core.views import HU_WINDOW, VIEW_AXIS, VIEWS, window as _hu_window
+from rstn_core.metrics import dsc
 
 __all__ = ["LABEL_COLOR", "PRED_COLOR", "oriented_slice", "overlay", "three_views",
            "iteration_figure", "viewer", "curves"]
 
 LABEL_COLOR = "#2ecc40"   # ground truth: green
 PRED_COLOR = "#ff3b30"    # prediction: red
-HU_WINDOW = (-100, 240)   # papers.md: the authors clip to [-100, 240] HU
 
 # Letters for the positive / negative end of each RAS axis.
 _AXIS_LETTERS = {0: ("R", "L"), 1: ("A", "P"), 2: ("S", "I")}
@@ -338,7 +338,6 @@ def _as_mask_list(masks, shape: tuple, caller: str) -> list[np.ndarray]:
 
 
 def _dsc(a: np.ndarray, b: np.ndarray) -> float:
-    from rstn_core.metrics import dsc
     return dsc(a, b)
 
 

@@ -1,0 +1,78 @@
+"""What both test-time algorithms share: the rounds they record, Z(0) and the stop rule.
+
+Algorithm 1 (MICCAI 2017) and Algorithm 2 (CVPR 2018) both start from the fused coarse mask
+Z(0), run fine rounds t = 1..T and stop when two successive masks agree:
+    d(t) = DSC(Z(t-1), Z(t)),   stop at the first t with d(t) > R (MICCAI) or > thr (CVPR).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["FixedPointResult", "RSTNResult", "initial_mask", "first_stop"]
+
+
+@dataclass
+class FixedPointResult:
+    """Every round of Algorithm 1: masks[t] = Z(t), d[t-1] = d(t) = DSC(Z(t-1), Z(t)).
+
+    view_probs: each view's coarse probability; stopped_at: the round the stop rule chose
+    (T when it never fired); fallback: how Z(0) was made when the coarse mask was empty
+    (None, "half-peak" or "empty"); windows_run: fine windows run per round.
+    """
+    masks: list
+    d: list
+    view_probs: dict
+    stopped_at: int
+    fallback: str | None = None
+    windows_run: list = field(default_factory=list)
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.masks[self.stopped_at]
+
+
+@dataclass
+class RSTNResult(FixedPointResult):
+    """Every round of Algorithm 2: probs[t] = P(t) (fused, float16 copies), masks[t] = Z(t),
+    d[t-1] = DSC(Z(t-1), Z(t))."""
+    probs: list = field(default_factory=list)
+
+
+def first_stop(d, threshold: float | None, T: int) -> int:
+    """The stop rule of both algorithms: the first round t with d(t) > threshold, else T.
+
+    Args:
+        d: [d(1), d(2), ...]; threshold: R or thr in (0, 1], None = never stop early; T: rounds.
+    """
+    if threshold is not None:
+        for t, dt in enumerate(d, 1):
+            if dt > threshold:                                      # d(t) > R
+                return t
+    return T
+
+
+def initial_mask(z0: np.ndarray, prob: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
+    """Z(0), with the documented fallback for an empty coarse mask.
+
+    If Z(0) is empty, the fine nets are pointed at the voxels whose fused coarse probability
+    is at least half its maximum (where the coarse nets were most confident), with a warning;
+    if the probability is 0 everywhere, Z(0) stays empty and every round returns empty.
+
+    Args:
+        z0: the fused coarse mask; prob: the fused coarse probability; where: caller name for
+        the warning.
+    Shapes:
+        z0, prob (X, Y, Z); returns ((X, Y, Z) bool, None | "half-peak" | "empty").
+    """
+    if z0.any():
+        return z0, None
+    peak = float(prob.max())
+    if peak <= 0:
+        warnings.warn(f"{where}: the coarse nets found nothing; every round is empty.")
+        return z0, "empty"
+    warnings.warn(f"{where}: empty coarse mask; using voxels >= half the peak coarse "
+                  f"probability ({peak:.3f}) as Z(0).")
+    return prob >= 0.5 * peak, "half-peak"
