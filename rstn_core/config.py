@@ -104,6 +104,7 @@ class Config:
     target: str = "pancreas"
     n_cases: int = 20            # phantom cases generated when no data_root is given
     folds: int = 4
+    validation: int = 0          # > 0: hold out this many training cases; "test" = validation
     slice_size: int = 512        # in-plane size the papers' 512-px margins are scaled to
     data_root: str | None = None   # a real data set (NIH, MSD, NIfTI/DICOM); None = phantom
     root: str = "."              # the folder the relative paths below are relative to

@@ -63,7 +63,8 @@ def _n_images(root: Path) -> int:
 def fold_cases(cfg: Config, fold: int, progress: bool = True):
     """(train refs, test refs) of a fold: 4 contiguous blocks of the sorted case ids (as the
     authors), fixed in `folds.json` beside the data (or in the run root when the data folder
-    is read-only) the first time, and read from there afterwards."""
+    is read-only) the first time, and read from there afterwards. With `cfg.validation` = v
+    > 0 it is (fit refs, validation refs) instead: :func:`validation_split`."""
     root = dataset_root(cfg, progress)
     refs = [r for r in list_cases(root) if r.label is not None]
     if cfg.data_root is None:
@@ -83,7 +84,19 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
         except OSError:                     # a read-only data set: keep them with the runs
             save_folds(folds, cfg.path("run_root") / cfg.scale / "folds.json")
     train_ids, test_ids = fold_split(sorted(by_id), fold, folds=folds)
+    if cfg.validation:              # settings are chosen here, never on the test fold
+        train_ids, test_ids = validation_split(train_ids, cfg.validation)
     return [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
+
+
+def validation_split(train_ids, n_val: int):
+    """(fit ids, validation ids): the last `n_val` sorted cases of a fold's training cases
+    are held out as its validation split (`Config.validation`); the test fold is untouched."""
+    ids = sorted(train_ids)
+    if not 1 <= n_val < len(ids):
+        raise ValueError(f"validation={n_val}: a fold has {len(ids)} training cases; hold out "
+                         f"between 1 and {len(ids) - 1}.")
+    return ids[:-n_val], ids[-n_val:]
 
 
 def variant_name(cfg: Config) -> str:
