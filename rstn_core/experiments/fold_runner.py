@@ -44,7 +44,9 @@ def run_folds(notebook, folds, params: dict, out_root="runs/notebooks", jobs: in
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         p = dict(params, fold=fold)
-        p.setdefault("run_dir", str(out.parent / "runs"))   # one root: `rstn report` sees all folds
+        # One run root for all folds (`rstn report` sees them all); absolute, because the
+        # notebook resolves relative paths against the book's folder, not this one.
+        p.setdefault("run_root", str((out.parent / "runs").resolve()))
         pm.execute_notebook(str(nb), str(out), parameters=p, cwd=str(nb.parent),
                             progress_bar=False)
         done.write_text("ok\n")
