@@ -41,11 +41,27 @@ def standard_cases():
 
 # -- config -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("scale, shape", [("smoke", (96, 96, 48)), ("standard", (160, 160, 96)),
-                                          ("paper", (512, 512, 240))])
+                                          ("colab", (256, 256, 128)), ("paper", (512, 512, 240))])
 def test_presets(scale, shape):
     cfg = phantom_preset(scale)
     assert cfg.shape == shape
     assert 330 < cfg.fov_mm[0] < 380                  # the same in-plane field of view
+
+
+def test_scales_have_one_home():
+    from rstn_core.config import SCALES as config_scales
+    from rstn_core.data.phantom import SCALES
+    assert config_scales is SCALES and SCALES == ("smoke", "standard", "colab", "paper")
+    for scale in SCALES:
+        phantom_preset(scale)
+
+
+def test_colab_preset_keeps_the_proportions():
+    """colab: 256 px slices (~1.4 mm) and the same 352 x 352 x 307 mm volume as smoke and
+    standard, so the pancreas is the same share of its voxels."""
+    colab, std = phantom_preset("colab"), phantom_preset("standard")
+    assert colab.spacing[0] == pytest.approx(352 / 256)
+    assert np.allclose(colab.fov_mm, std.fov_mm, rtol=0.01)
 
 
 def test_paper_preset_draws_slices():
@@ -181,15 +197,15 @@ def test_lookalikes_sit_in_the_box_and_open_outside_it():
     look-alike bowel lies inside it, and its loop's lumen shows in the same slice outside it."""
     from scipy import ndimage
 
-    from rstn_core.data import phantom as ph
+    from rstn_core.data.phantom.anatomy import build_tissues
+    from rstn_core.data.phantom.tissues import LABEL_LUT, TISSUE
     inside = lumen_out = lumen_in = 0
     for cid in (0, 3):
-        gen = ph._Phantom(phantom_preset("standard"), 0, cid)
-        T = gen.build()
-        p = np.isin(ph._LABEL_LUT[T], (1, 2))
-        look = ph._LABEL_LUT[T] == 14
-        solid = T == ph._T["look_solid"]
-        lumen = np.isin(T, (ph._T["look_fluid"], ph._T["look_gas"]))
+        T = build_tissues(phantom_preset("standard"), 0, cid).T
+        p = np.isin(LABEL_LUT[T], (1, 2))
+        look = LABEL_LUT[T] == 14
+        solid = T == TISSUE["look_solid"]
+        lumen = np.isin(T, (TISSUE["look_fluid"], TISSUE["look_gas"]))
         for z in range(T.shape[2]):
             if not p[:, :, z].any():
                 continue
@@ -212,8 +228,8 @@ def test_lookalikes_sit_in_the_box_and_open_outside_it():
 # -- writing --------------------------------------------------------------------------------------
 def test_write_dataset_layout_and_resume(tmp_path):
     cfg = phantom_preset("smoke")
-    out = write_dataset(tmp_path / "ph", cfg, 2, seed=3, progress=False)
-    assert out["written"] == 2
+    out = write_dataset(tmp_path / "ph", cfg, 2, seed=3, progress=False, workers=1)
+    assert out["written"] == 2 and out["workers"] == 1
     d = json.loads((tmp_path / "ph" / "dataset.json").read_text())
     assert d["numTraining"] == 2 and d["labels"]["1"] == "pancreas" and d["labels"]["2"] == "cyst"
     assert d["generator"]["seed"] == 3 and d["generator"]["config"] == cfg.to_dict()
@@ -227,7 +243,54 @@ def test_write_dataset_layout_and_resume(tmp_path):
     assert np.abs(case.image - ref.image).max() <= 0.5 + 1e-3       # stored as int16 HU
     assert np.allclose(case.affine, ref.affine, atol=1e-4)
     assert not [p for p in (tmp_path / "ph").rglob(".*")]            # no temporary files left
-    again = write_dataset(tmp_path / "ph", cfg, 3, seed=3, progress=False)
+    again = write_dataset(tmp_path / "ph", cfg, 3, seed=3, progress=False, workers=1)
     assert again["skipped"] == 2 and again["written"] == 1
     with pytest.raises(DataError, match="other settings"):
-        write_dataset(tmp_path / "ph", cfg, 3, seed=4, progress=False)
+        write_dataset(tmp_path / "ph", cfg, 3, seed=4, progress=False, workers=1)
+
+
+def _dataset_arrays(root):
+    """dataset.json and every case's (image, labels, affine) of a written data set."""
+    import nibabel as nib
+    out = {"dataset.json": json.loads((root / "dataset.json").read_text())}
+    for p in sorted((root / "imagesTr").glob("*.nii.gz")):
+        img = nib.load(p)
+        lab = nib.load(root / "labelsTr" / p.name)
+        out[p.name] = (np.asarray(img.dataobj), np.asarray(lab.dataobj), img.affine)
+    return out
+
+
+def test_workers_write_the_same_files_as_one_process(tmp_path):
+    """Cases made in 2 worker processes (one case resumed from disk) equal those made in this
+    process: same dataset.json, same arrays, same dtypes."""
+    cfg = phantom_preset("smoke")
+    serial = write_dataset(tmp_path / "w1", cfg, 3, seed=5, progress=False, workers=1)
+    write_dataset(tmp_path / "w2", cfg, 1, seed=5, progress=False, workers=1)
+    par = write_dataset(tmp_path / "w2", cfg, 3, seed=5, progress=False, workers=2)
+    assert serial["written"] == 3 and serial["workers"] == 1
+    assert par["written"] == 2 and par["skipped"] == 1 and par["workers"] == 2
+    a, b = _dataset_arrays(tmp_path / "w1"), _dataset_arrays(tmp_path / "w2")
+    assert a.keys() == b.keys() and len(a) == 4
+    assert a["dataset.json"] == b["dataset.json"]
+    for name in sorted(a)[1:]:
+        for x, y in zip(a[name], b[name]):
+            assert x.dtype == y.dtype and np.array_equal(x, y), name
+    assert not [p for p in (tmp_path / "w2").rglob(".*")]            # no temporary files left
+    again = write_dataset(tmp_path / "w2", cfg, 3, seed=5, progress=False, workers=2)
+    assert again["written"] == 0 and again["skipped"] == 3
+
+
+@pytest.mark.parametrize("workers", [0, -2, 1.5, True, "4"])
+def test_workers_must_be_a_positive_integer(tmp_path, workers):
+    with pytest.raises(DataError, match="workers must be an integer >= 1") as e:
+        write_dataset(tmp_path / "ph", phantom_preset("smoke"), 1, progress=False,
+                      workers=workers)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "ph").exists()                            # checked before any write
+
+
+def test_workers_default_to_every_core(tmp_path, monkeypatch):
+    import rstn_core.data.phantom.write as w
+    monkeypatch.setattr(w.os, "cpu_count", lambda: 1)                # no pool: in this process
+    out = write_dataset(tmp_path / "ph", phantom_preset("smoke"), 1, progress=False)
+    assert out["workers"] == 1 and out["written"] == 1
