@@ -129,3 +129,94 @@ def test_paired_comparison_undefined_p_is_nan(a, b):
 def test_paired_comparison_length_mismatch_raises():
     with pytest.raises(ValueError, match="same cases"):
         paired_comparison([0.1, 0.2], [0.1])
+
+
+# ------------------------------------------------------------------------------------------
+# Surface metrics: HD95 and NSD in mm (hand-worked cases, then MONAI as the reference)
+# ------------------------------------------------------------------------------------------
+from rstn_core.metrics import hd95, nsd, surface_distances, surface_metrics  # noqa: E402
+
+
+def _cube(shape=(24, 24, 24), lo=(6, 6, 6), hi=(14, 14, 14)):
+    m = np.zeros(shape, bool)
+    m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+    return m
+
+
+# (shift along axis 0 in voxels, spacing, expected HD95 in mm): a cube against itself moved
+# by s voxels along x: every face voxel moves by s * spacing_x, the side faces by 0 -> the
+# 95th percentile is the shift in mm on both sides.
+HD_CASES = [(0, (1, 1, 1), 0.0), (1, (1, 1, 1), 1.0), (1, (2.5, 1, 1), 2.5),
+            (2, (0.7, 1, 3), 1.4)]
+
+
+@pytest.mark.parametrize("shift,spacing,expected", HD_CASES)
+def test_hd95_of_a_shifted_cube_is_the_shift_in_mm(shift, spacing, expected):
+    a = _cube()
+    b = np.roll(a, shift, axis=0)
+    assert hd95(a, b, spacing) == pytest.approx(expected)
+
+
+def test_nsd_counts_surface_within_tolerance():
+    a = _cube()
+    b = np.roll(a, 1, axis=0)
+    assert nsd(a, a, 0.0) == 1.0
+    assert nsd(a, b, 1.0, (1, 1, 1)) == 1.0          # every distance is <= 1 mm
+    assert nsd(a, b, 1.0, (3, 1, 1)) < 1.0            # 3 mm apart on the moved faces
+    assert nsd(a, b, 3.0, (3, 1, 1)) == 1.0
+
+
+def test_surface_metrics_empty_masks():
+    e = np.zeros((8, 8, 8), bool)
+    m = _cube((8, 8, 8), (2, 2, 2), (5, 5, 5))
+    assert hd95(e, e) == 0.0 and nsd(e, e, 1.0) == 1.0
+    assert math.isinf(hd95(m, e)) and nsd(m, e, 2.0) == 0.0
+    assert surface_metrics(m, e, (1, 1, 1)) == {"hd95": None, "nsd_1mm": 0.0, "nsd_2mm": 0.0}
+    d_ab, d_ba = surface_distances(e, e)
+    assert d_ab.size == 0 and d_ba.size == 0
+
+
+@pytest.mark.parametrize("bad", [(1, 1), (1, 0, 1), (1, -2, 1)])
+def test_surface_metrics_refuse_bad_spacing(bad):
+    with pytest.raises(ValueError, match="spacing"):
+        hd95(_cube(), _cube(), bad)
+
+
+def test_surface_metrics_refuse_shape_mismatch_and_bad_tolerance():
+    with pytest.raises(ValueError, match="same shape"):
+        hd95(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
+    with pytest.raises(ValueError, match="tolerance_mm"):
+        nsd(_cube(), _cube(), -1.0)
+
+
+def _blob(rng, shape, spacing):
+    """A random smooth blob: a noisy ellipsoid touching nothing at the border."""
+    from scipy.ndimage import gaussian_filter
+    g = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)],
+                             indexing="ij"))
+    c = np.array([n * s / 2 for n, s in zip(shape, spacing)])[:, None, None, None]
+    r = np.sqrt((((g - c) / np.array([12, 9, 10])[:, None, None, None]) ** 2).sum(0))
+    return (r + 0.6 * gaussian_filter(rng.standard_normal(shape), 2)) < 1.0
+
+
+@pytest.mark.parametrize("seed,spacing", [(0, (1.0, 1.0, 1.0)), (1, (0.8, 0.8, 2.5)),
+                                          (2, (2.2, 2.2, 3.2))])
+def test_surface_metrics_match_monai(seed, spacing):
+    monai_metrics = pytest.importorskip("monai.metrics")
+    rng = np.random.default_rng(seed)
+    shape = (40, 36, 24)
+    a, b = _blob(rng, shape, spacing), _blob(rng, shape, spacing)
+    assert a.any() and b.any()
+
+    def t(m):
+        return torch.as_tensor(m[None, None].astype(np.float32))
+    ref_hd = float(monai_metrics.compute_hausdorff_distance(
+        t(a), t(b), include_background=True, percentile=95, spacing=spacing))
+    assert hd95(a, b, spacing) == pytest.approx(ref_hd, rel=1e-5, abs=1e-5)
+    for tol in (1.0, 2.0):
+        ref = float(monai_metrics.compute_surface_dice(t(a), t(b), [tol],
+                                                       include_background=True,
+                                                       spacing=spacing))
+        assert nsd(a, b, tol, spacing) == pytest.approx(ref, abs=1e-6)
+    sm = surface_metrics(a, b, spacing)
+    assert sm["hd95"] == pytest.approx(ref_hd, rel=1e-5, abs=1e-5)

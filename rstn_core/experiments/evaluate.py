@@ -2,7 +2,9 @@
 
 Both methods are run for all T rounds (as the authors' scripts do) and the stopping rules are
 read off afterwards: the first round t with d(t) > R (MICCAI) or d(t) > thr (CVPR Algorithm 2,
-strict as well), or T if none.
+strict as well), or T if none. Given the case's voxel spacing, each stop rule's final mask also
+gets the boundary metrics current benchmarks report beside DSC (the papers report DSC only):
+HD95 in mm and NSD at 1 mm and 2 mm (`rstn_core.metrics.surface_metrics`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from rstn_core.algorithms.oracles import rstn_strong_oracle, rstn_weak_oracle, s
 from rstn_core.algorithms.rstn import RSTNModels, rstn_predict
 from rstn_core.algorithms.stepwise import StepwiseNets, fixed_point_predict
 from rstn_core.fusion import keep_large_components, majority_vote
-from rstn_core.metrics import dsc
+from rstn_core.metrics import dsc, surface_metrics
 
-__all__ = ["STOP_THRESHOLDS", "read_off", "evaluate_stepwise_case", "evaluate_rstn_case"]
+__all__ = ["STOP_THRESHOLDS", "read_off", "add_surface", "evaluate_stepwise_case",
+           "evaluate_rstn_case"]
 
 STOP_THRESHOLDS = (0.90, 0.95, 0.99)
 
@@ -37,11 +40,31 @@ def read_off(after: list, d: list, thresholds=STOP_THRESHOLDS, strict: bool = Tr
     return out
 
 
-def _rows(res, label, raw_coarse, strict: bool, stop_key: str) -> dict:
-    """The rows both methods share: coarse per view and fused, every round, the stop rules,
-    the authors' large-components post-processing on both stages."""
+def add_surface(stop: dict, masks: list, label: np.ndarray, spacing) -> dict:
+    """Add ``hd95``, ``nsd_1mm`` and ``nsd_2mm`` of Z(t) to each stop rule's entry of
+    `read_off` (each round's metrics computed once); returns `stop`.
+
+    Args:
+        stop: read_off's dict; masks: [Z(0), ..., Z(T)]; label: the binary target;
+        spacing: the case's voxel size in mm along each axis.
+    """
+    done = {}
+    for entry in stop.values():
+        t = entry["iterations"]
+        if t not in done:
+            done[t] = surface_metrics(masks[t], label, spacing)
+        entry.update(done[t])
+    return stop
+
+
+def _rows(res, label, raw_coarse, strict: bool, stop_key: str, spacing=None) -> dict:
+    """The rows both methods share: coarse per view and fused, every round, the stop rules
+    (with their surface metrics when `spacing` is given), the authors' large-components
+    post-processing on both stages."""
     after = [dsc(m, label) for m in res.masks[1:]]
     stop = read_off(after, res.d, strict=strict)
+    if spacing is not None:
+        add_surface(stop, res.masks, label, spacing)
     return {
         "coarse_views": {v: dsc(p >= 0.5, label) for v, p in res.view_probs.items()},
         "coarse": dsc(raw_coarse, label),
@@ -57,25 +80,29 @@ def _rows(res, label, raw_coarse, strict: bool, stop_key: str) -> dict:
 
 
 def evaluate_stepwise_case(image: np.ndarray, label: np.ndarray, nets: StepwiseNets,
-                           T: int = 10) -> tuple:
+                           T: int = 10, spacing=None) -> tuple:
     """All rows of the MICCAI table for one case (Algorithm 1 for all T rounds, the stop
-    rules read off, the oracle box); returns (row dict, FixedPointResult)."""
+    rules read off, the oracle box); returns (row dict, FixedPointResult).
+
+    spacing: the case's voxel size in mm; given, each stop rule also gets HD95 and NSD."""
     res = fixed_point_predict(image, nets, R=None, T=T)
     label = label.astype(bool)
     raw_coarse = majority_vote([p >= 0.5 for p in res.view_probs.values()])
-    row = _rows(res, label, raw_coarse, strict=True, stop_key="0.95")
+    row = _rows(res, label, raw_coarse, strict=True, stop_key="0.95", spacing=spacing)
     row["oracle"] = dsc(stepwise_oracle(image, label, nets), label)     # GT box per slice
     return row, res
 
 
 def evaluate_rstn_case(image: np.ndarray, label: np.ndarray, models: RSTNModels, T: int = 10,
-                       thr: float = 0.99) -> tuple:
+                       thr: float = 0.99, spacing=None) -> tuple:
     """All rows of the CVPR tables for one case (Algorithm 2 for all T rounds, the stop rules
-    read off, the strong and weak oracles of the AAAI paper); returns (row, RSTNResult)."""
+    read off, the strong and weak oracles of the AAAI paper); returns (row, RSTNResult).
+
+    spacing: the case's voxel size in mm; given, each stop rule also gets HD95 and NSD."""
     res = rstn_predict(image, models, thr=None, T=T)
     label = label.astype(bool)
     raw_coarse = np.mean(list(res.view_probs.values()), 0) > 0.5
-    row = _rows(res, label, raw_coarse, strict=True, stop_key="0.99")
+    row = _rows(res, label, raw_coarse, strict=True, stop_key="0.99", spacing=spacing)
     row["oracle"] = dsc(rstn_strong_oracle(image, label, models), label)
     weak, rounds = rstn_weak_oracle(image, label, models, thr=thr, T=T, p0=res.probs[0])
     row["oracle_weak"] = dsc(weak, label)

@@ -1,6 +1,7 @@
 """The papers' tables from fold results: MICCAI Algorithm 1 table, CVPR Table 1, convergence,
-paired comparison, joint vs stepwise coarse nets, oracles. `rstn report` prints them and writes
-the book's results page (book/results_generated.md)."""
+paired comparison, joint vs stepwise coarse nets, oracles, and the boundary metrics (HD95, NSD)
+beside DSC. `rstn report` prints them and writes the book's results page
+(book/results_generated.md)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from rstn_core.io import atomic_write_text
 from rstn_core.metrics import format_summary, paired_comparison, summarize
 
 __all__ = ["collect", "miccai_table", "rstn_table", "convergence_table", "comparison_table",
-           "claim_table", "compare_runs", "fold_table", "report"]
+           "claim_table", "compare_runs", "fold_table", "surface_table", "report"]
 
 ROUNDS = (1, 2, 3, 5, 10)
 
@@ -178,13 +179,53 @@ def claim_table(runs_root, scale: str) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def _mean_std(values, scale=1.0, digits=2) -> str:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    if not v:
+        return "–"
+    text = format_summary(summarize(v), scale, digits)
+    return text + (f" ({len(v)}/{len(values)})" if len(v) < len(values) else "")
+
+
+def surface_table(groups: dict, keys: dict | None = None) -> str:
+    """DSC with the boundary metrics beside it, per method and stop rule: HD95 (mm) and NSD at
+    1 and 2 mm (%), mean ± std over the cases (papers' columns: DSC only). HD95 is left out
+    of the mean where one mask is empty (infinite); the count then shows as (n/N).
+
+    Args:
+        groups: {name: case rows}; keys: {name: stop keys to show} (default: the method's
+            rule, "0.95" for names starting with "stepwise", else "0.99").
+    Returns:
+        a Markdown table, or "" when no row carries surface metrics (results made before
+        they were added: rerun `rstn test`).
+    """
+    lines = ["| method | stop rule | DSC (%) | HD95 (mm) | NSD 1 mm (%) | NSD 2 mm (%) |",
+             "|---|---|---|---|---|---|"]
+    for name, rows in groups.items():
+        ks = (keys or {}).get(name) or (["0.95"] if name.lower().startswith("stepwise")
+                                        else ["0.99"])
+        for k in ks:
+            stops = [r["stop"][k] for r in rows if k in r.get("stop", {})]
+            if not stops or any("hd95" not in st for st in stops):
+                continue
+            rule = "best round" if k == "best" else f"d(t) > {k}"
+            lines.append(f"| {name} | {rule} | "
+                         f"{_mean_std([st['dsc'] for st in stops], 100)} | "
+                         f"{_mean_std([st['hd95'] for st in stops])} | "
+                         f"{_mean_std([st['nsd_1mm'] for st in stops], 100)} | "
+                         f"{_mean_std([st['nsd_2mm'] for st in stops], 100)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def fold_table(res: dict) -> str:
     """The table of one fold's results.json (as `rstn test` prints it)."""
     rows = [dict(r, fold=res["fold"]) for r in res["cases"]]
     head = (f"{res['method']} · fold {res['fold']} · scale {res['scale']} · "
             f"{len(rows)} test cases · {res.get('seconds_per_case', 0):.1f} s per case")
+    surf = surface_table({res["method"]: rows},
+                         {res["method"]: ["0.90", "0.95", "0.99", "best"]})
     return head + "\n\n" + miccai_table(rows, strict=res["method"] == "stepwise") + "\n\n" + \
-        _views_and_pp(rows)
+        _views_and_pp(rows) + (f"\n\n{surf}" if surf else "")
 
 
 def report(runs_root="runs", scale: str | None = None, book_path=None) -> str:
@@ -208,6 +249,10 @@ def report(runs_root="runs", scale: str | None = None, book_path=None) -> str:
         for name, rows in rstns.items():
             parts.append(f"### {name} (CVPR Algorithm 2), {len(rows)} cases\n\n"
                          + miccai_table(rows, strict=False) + "\n\n" + _views_and_pp(rows) + "\n")
+        surf = surface_table({**({"stepwise": step} if step else {}), **rstns})
+        if surf:
+            parts.append("### Boundary metrics beside DSC (HD95, NSD; not in the papers)\n\n"
+                         + surf + "\n")
         if rstns:
             parts.append("### CVPR Table 1 (variants run)\n\n" + rstn_table(
                 {**({"stepwise baseline": step} if step else {}), **rstns}) + "\n")
