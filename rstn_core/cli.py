@@ -23,6 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from rstn_core.bench import DESCRIPTION as BENCH_DESCRIPTION
+from rstn_core.bench import add_arguments as add_bench_arguments
+from rstn_core.bench import run_command as run_bench_command
+
 __all__ = ["main", "build_parser"]
 
 
@@ -114,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="smoke", choices=["smoke", "standard", "paper"],
                    help="scale the notebooks run at (default: smoke)")
 
-    p = sub.add_parser("bench", help="benchmarks: slices/s, Algorithm 1/2 time, memory, FLOP/s",
-                       add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `rstn bench --help`")
+    p = sub.add_parser("bench", help="benchmarks: slices/s, Algorithm 1/2 time, memory, FLOP/s; "
+                       "--gpu-check: the prepared check of one CUDA GPU",
+                       description=BENCH_DESCRIPTION)
+    add_bench_arguments(p)
     return ap
 
 
@@ -250,16 +255,18 @@ def _cmd_book(args):
     print(f"book built in {time.perf_counter() - t0:.0f} s: {index}")
 
 
+def _cmd_bench(args):
+    run_bench_command(args)
+
+
 COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_config,
             "train": _cmd_train, "test": _cmd_test, "report": _cmd_report,
-            "folds": _cmd_folds, "figures": _cmd_figures, "compare": _cmd_compare, "run": _cmd_run, "book": _cmd_book}
+            "folds": _cmd_folds, "figures": _cmd_figures, "compare": _cmd_compare, "run": _cmd_run, "book": _cmd_book,
+            "bench": _cmd_bench}
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "bench":          # bench parses its own flags
-        from rstn_core.bench import bench_main
-        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.cmd](args)

@@ -88,8 +88,8 @@ def test_batched_equals_one_at_a_time_in_run(result):
 def test_batched_equals_one_at_a_time_direct():
     from rstn_core.config import get_config
     from rstn_core.engine.inference import coarse_probability
-    from rstn_core.algorithms.stepwise import build_net
-    net = bench._randomise_scores(build_net(get_config("smoke")).eval())
+    from rstn_core.networks.build import build_net
+    net = bench.randomise_scores(build_net(get_config("smoke")).eval())
     vol = np.random.default_rng(0).random((40, 36, 7)).astype(np.float32)
     one = coarse_probability(net, vol, "axial", batch_size=1)
     many = coarse_probability(net, vol, "axial", batch_size=32)
