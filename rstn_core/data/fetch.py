@@ -234,7 +234,7 @@ def fetch_msd(to, *, source: Source = MSD_TASK07, progress: bool = True,
 
     Args:
         to: the folder to put it in; source: where from (tests point it at a local server);
-        keep_archive: keep the .tar after unpacking (default: delete it, ~11 GB).
+        keep_archive: keep the .tar after unpacking (default: delete it).
     Returns:
         the data set's root, ready for `list_cases`.
     """
@@ -310,7 +310,7 @@ FETCHERS = {"msd-pancreas": fetch_msd, "nih-pancreas": fetch_nih}
 def add_arguments(p) -> None:
     """The flags of `rstn fetch` on an argparse (sub)parser."""
     p.add_argument("dataset", choices=sorted(FETCHERS),
-                   help="msd-pancreas: MSD Task07 (~11 GB tar, MONAI's mirror); nih-pancreas: "
+                   help="msd-pancreas: MSD Task07 (one large tar from MONAI's mirror); nih-pancreas: "
                         "NIH Pancreas-CT (DICOM via idc-index, labels from TCIA)")
     p.add_argument("--to", required=True, help="folder to put the data set in")
     p.add_argument("--keep-archive", action="store_true",
