@@ -251,15 +251,19 @@ def fetch_msd(to, *, source: Source = MSD_TASK07, progress: bool = True,
     return final
 
 
-def _idc_images(folder: Path, progress: bool) -> None:
-    """NIH Pancreas-CT's DICOM series from NCI IDC into `folder/PANCREAS_XXXX/...`."""
+def _idc_client():
     try:
         from idc_index import IDCClient          # optional dependency, imported on use only
     except ImportError:
         raise DataError("nih-pancreas: the images come through the optional package idc-index; "
                         "install it with `pip install idc-index` and run the command "
                         "again.") from None
-    IDCClient().download_from_selection(
+    return IDCClient
+
+
+def _idc_images(folder: Path, progress: bool) -> None:
+    """NIH Pancreas-CT's DICOM series from NCI IDC into `folder/PANCREAS_XXXX/...`."""
+    _idc_client()().download_from_selection(
         downloadDir=str(folder), collection_id=IDC_COLLECTION, show_progress_bar=progress,
         use_s5cmd_sync=True, dirTemplate="%PatientID/%StudyInstanceUID/%SeriesInstanceUID")
 
@@ -282,6 +286,8 @@ def fetch_nih(to, *, labels: Source = NIH_LABELS, images=None, progress: bool = 
     final = to / NIH_FOLDER
     if final.is_dir():
         return final
+    if images is None:
+        _idc_client()                            # one line before anything is written
     work = to / f".{NIH_FOLDER}.partial"
     work.mkdir(parents=True, exist_ok=True)
     (images or _idc_images)(work, progress)
