@@ -12,7 +12,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["SaliencyTransform"]
+__all__ = ["SaliencyTransform", "SALIENCY_INITS", "saliency_contrast"]
+
+#: How g starts: see :class:`SaliencyTransform`.
+SALIENCY_INITS = ("identity", "port", "random")
 
 
 class SaliencyTransform(nn.Module):
@@ -31,12 +34,17 @@ class SaliencyTransform(nn.Module):
     network does, and learns from there how to use P. The authors' PyTorch port uses
     3x3 -> ReLU -> 5x5 with last bias (1, 1.5, 2) (a plain per-channel scaling at the start);
     pass ``init_scale=(1.0, 1.5, 2.0)`` to follow it. Earlier convs use Kaiming init.
+    ``init="port"`` initialises earlier convs as the port does (Xavier weights, bias 1);
+    ``init="random"`` gives the last conv small random weights N(0, 0.01^2) instead of zeros,
+    so g depends on P from the first step (identity is close to a stationary point when the
+    fine net was trained on the plain image).
 
     Args:
         kernel_size: k, odd (CVPR 2018 Table 1 compares 1, 3, 5, 7; 3 is the basic model).
         layers: 1 (one k x k conv) or 2 (conv -> ReLU -> conv, "two-layer 3x3", the best).
         channels: C, channels of P, of the weights and of X (3 slices).
         init_scale: the last conv's initial bias, one value per channel (or one float).
+        init: one of :data:`SALIENCY_INITS` ("identity" by default).
     Shapes:
         p, x: (N, C, H, W); ``weights(p)`` and ``forward(x, p)`` return (N, C, H, W).
     Reference:
@@ -44,8 +52,11 @@ class SaliencyTransform(nn.Module):
     """
 
     def __init__(self, kernel_size: int = 3, layers: int = 1, channels: int = 3,
-                 init_scale: float | Sequence[float] = (1.0, 1.0, 1.0)):
+                 init_scale: float | Sequence[float] = (1.0, 1.0, 1.0), init: str = "identity"):
         super().__init__()
+        if init not in SALIENCY_INITS:
+            raise ValueError(f"SaliencyTransform: init must be one of {list(SALIENCY_INITS)}, "
+                             f"got {init!r}.")
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
                 or kernel_size % 2 == 0:
             raise ValueError(
@@ -74,10 +85,17 @@ class SaliencyTransform(nn.Module):
         self.g = nn.Sequential(*modules)
         for m in modules[:-1]:
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if init == "port":                       # the authors' port: Xavier, bias 1
+                    nn.init.xavier_normal_(m.weight)
+                    nn.init.ones_(m.bias)
+                else:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
         last = modules[-1]
-        nn.init.zeros_(last.weight)  # g(P) starts constant ...
+        if init == "random":
+            nn.init.normal_(last.weight, 0.0, 0.01)  # g(P) starts near a constant ...
+        else:
+            nn.init.zeros_(last.weight)  # g(P) starts constant ...
         with torch.no_grad():
             last.bias.copy_(torch.tensor(scale))  # ... equal to init_scale per channel
 
@@ -104,3 +122,28 @@ class SaliencyTransform(nn.Module):
                 "image with the full-size probability map, then crop."
             )
         return x * self.weights(p)  # I = X ⊙ g(P; eta)
+
+
+@torch.no_grad()
+def saliency_contrast(weights: torch.Tensor, organ: torch.Tensor, box=None) -> torch.Tensor:
+    r"""How differently g weighs the organ and the rest, per channel (1 = no difference).
+
+    .. math:: c_k = \frac{\operatorname{mean}_{i \in Y} g_k(P)_i}
+                        {\operatorname{mean}_{i \in R \setminus Y} g_k(P)_i}
+
+    where Y is the organ and R the region compared with: the box (``box`` given: the crop the
+    fine net sees) or the whole slice. |c_k - 1| >= 0.2 is "learned" in the book's sense.
+
+    Args:
+        weights: g(P) (N, C, H, W); organ: binary Y (N, C, H, W); box: a 0/1 mask (N, 1 or C,
+            H, W) of the region, or None for the whole slice.
+    Returns:
+        (C,) tensor; NaN for a channel without organ or without background pixels.
+    """
+    organ = organ.to(weights.dtype)
+    region = torch.ones_like(weights) if box is None else box.to(weights.dtype).expand_as(weights)
+    inside, rest = organ * region, (1 - organ) * region
+    dims = (0, 2, 3)
+    mean_in = (weights * inside).sum(dims) / inside.sum(dims)
+    mean_out = (weights * rest).sum(dims) / rest.sum(dims)
+    return mean_in / mean_out

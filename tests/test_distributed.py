@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from rstn_core.engine import distributed
-from rstn_core.engine.slices import BatchSource, SliceSet
+from rstn_core.engine.loader import BatchSource
+from rstn_core.engine.slices import SliceSet
 from rstn_core.engine.train import iteration_rng
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,8 @@ SCRIPT = textwrap.dedent('''
     import torch
     import rstn_core.engine.train as train
     from rstn_core.engine import distributed
-    from rstn_core.engine.slices import SliceSet, batch_source
+    from rstn_core.engine.loader import batch_source
+    from rstn_core.engine.slices import SliceSet
     from rstn_core.algorithms.stepwise import train_coarse
     from tests.test_distributed import toy_config, toy_slices
 
@@ -191,5 +193,5 @@ def test_one_process_helpers_are_no_ops():
         assert m is net and "forward" not in vars(net)
     assert distributed.mean(torch.tensor(2.5)) == 2.5
     s = toy_slices()
-    from rstn_core.engine.slices import batch_source
+    from rstn_core.engine.loader import batch_source
     assert batch_source(s) is s                         # today's path: the SliceSet itself

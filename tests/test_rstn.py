@@ -87,7 +87,10 @@ def test_schedule_phases_and_rates():
     ref_at, lr_at, total = rstn_schedule(cfg)
     assert total == 8
     assert [ref_at(i) for i in range(8)] == ["gt"] * 2 + ["pred_or_gt"] * 4 + ["pred"] * 2
-    assert [lr_at(i) for i in range(8)] == pytest.approx([1, 1, 1, 1, 0.5, 0.5, 0.01, 0.01])
+    assert [lr_at(i)[0] for i in range(8)] == pytest.approx([1, 1, 1, 1, 0.5, 0.5, 0.01, 0.01])
+    # the noisy phase runs every parameter at noisy_lr, whatever the groups' multipliers
+    from rstn_core.algorithms.rstn import rstn_groups
+    assert [b * m for b, m in zip(rstn_groups(cfg), lr_at(7))] == pytest.approx([1e-6] * 3)
 
 
 def _toy_models(fine_level=0.5):

@@ -11,7 +11,7 @@ from rstn_core.networks.fcn8s import FCN8s
 from rstn_core.algorithms.rstn_model import RSTN
 from rstn_core.losses import rstn_loss
 from rstn_core.saliency import SaliencyTransform
-from rstn_core.engine.slices import BatchSource, IterationBatches, iteration_loader, iteration_of
+from rstn_core.engine.loader import BatchSource, IterationBatches, iteration_loader, iteration_of
 from rstn_core.engine.train import iteration_rng
 from tests.test_distributed import toy_slices
 

@@ -8,6 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from rstn_core.plots import viz
+from rstn_core.plots.viewer import viewer
 
 SHAPE = (20, 24, 16)  # (x, y, z)
 
@@ -118,7 +119,7 @@ def test_iteration_figure_one_panel_per_round():
 def test_viewer_returns_widget_that_redraws():
     widgets = pytest.importorskip("ipywidgets")
     vol, lab, pred = _case()
-    w = viz.viewer(vol, lab, [pred, lab], spacing=(1, 1, 2))
+    w = viewer(vol, lab, [pred, lab], spacing=(1, 1, 2))
     assert isinstance(w, widgets.Widget)
     first = w.image.value
     assert first[:4] == b"\x89PNG"
@@ -130,23 +131,16 @@ def test_viewer_returns_widget_that_redraws():
 
 def test_viewer_static_fallback_is_a_figure():
     vol, lab, pred = _case()
-    fig = viz.viewer(vol, lab, [pred, lab], static=True)
+    fig = viewer(vol, lab, [pred, lab], static=True)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3
 
 
 def test_viewer_falls_back_without_ipywidgets(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_ipywidgets(name, *args, **kwargs):
-        if name == "ipywidgets":
-            raise ImportError("no ipywidgets")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ipywidgets)
+    from rstn_core.plots import viewer as viewer_module
+    monkeypatch.setattr(viewer_module, "widgets", None)      # as if the import had failed
     vol, lab, pred = _case()
-    assert isinstance(viz.viewer(vol, lab, pred), Figure)
+    assert isinstance(viewer(vol, lab, pred), Figure)
 
 
 def test_curves_draws_mean_and_cases():

@@ -11,7 +11,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FixedPointResult", "RSTNResult", "initial_mask", "first_stop"]
+__all__ = ["TestSettings", "FixedPointResult", "RSTNResult", "initial_mask", "first_stop"]
+
+
+@dataclass(kw_only=True)
+class TestSettings:
+    """How a method's loaded nets run at test time (both algorithms).
+
+    batch_size: windows per forward pass; device: "cpu" or "cuda[:N]"; coarse_components:
+    keep the large components of Z(0) before the fine rounds; amp, channels_last: speed
+    options (rstn_core.engine.device, rstn_core.engine.inference).
+    """
+    batch_size: int = 8
+    device: str = "cpu"
+    coarse_components: bool = False
+    amp: str = "auto"
+    channels_last: bool = False
 
 
 @dataclass

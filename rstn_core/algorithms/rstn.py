@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rstn_core.algorithms.rounds import RSTNResult, first_stop, initial_mask
+from rstn_core.algorithms.rounds import RSTNResult, TestSettings, first_stop, initial_mask
 from rstn_core.algorithms.rstn_model import RSTN, build_rstn
 from rstn_core.config import Config
 from rstn_core.engine.device import autocast
@@ -23,12 +23,21 @@ from rstn_core.engine.inference import coarse_probability, fine_probability, pre
 from rstn_core.engine.slices import SliceSet
 from rstn_core.engine.train import TrainSpec, load_final, make_optimizer, run_training
 from rstn_core.fusion import keep_large_components, mean_probability
+from rstn_core.io import atomic_write_text
 from rstn_core.losses import rstn_loss
+from rstn_core.saliency import saliency_contrast
 from rstn_core.metrics import dsc
 from rstn_core.views import window
 
-__all__ = ["rstn_schedule", "train_rstn", "RSTNModels", "load_rstn", "rstn_predict",
+__all__ = ["rstn_schedule", "rstn_groups", "ContrastLog", "train_rstn", "RSTNModels", "load_rstn", "rstn_predict",
            "fine_round", "coarse_round", "saliency_channels"]
+
+
+def rstn_groups(cfg: Config) -> tuple[float, float, float]:
+    """The base learning rates of RSTN's three parameter groups: (θC, θF, η) =
+    (lr, lr * fine_lr_mult, lr * saliency_lr_mult) (authors: fine and g at 10x the base)."""
+    r = cfg.rstn
+    return r.lr, r.lr * r.fine_lr_mult, r.lr * r.saliency_lr_mult
 
 
 def rstn_schedule(cfg: Config):
@@ -36,21 +45,24 @@ def rstn_schedule(cfg: Config):
 
     Phase 1: crop from the ground truth (authors' stage I); phase 2: from the prediction,
     falling back to the ground truth when it is empty (stage J, lr halved every N); phase 3:
-    "fine-tuning with noisy data": crop from the prediction only, at the lower noisy lr.
+    "fine-tuning with noisy data": crop from the prediction only, every parameter at noisy_lr
+    (CVPR: 1e-6). lr_at(i) gives the multipliers of the three groups' base lrs
+    (:func:`rstn_groups`).
     """
     r = cfg.rstn
     a, b = r.gt_iterations, r.gt_iterations + r.pred_iterations
     total = b + r.noisy_iterations
+    bases = rstn_groups(cfg)
 
     def ref_at(i):
         return "gt" if i < a else ("pred_or_gt" if i < b else "pred")
 
     def lr_at(i):
         if i >= b:
-            return r.noisy_lr / r.lr
+            return tuple(r.noisy_lr / base for base in bases)        # every parameter: noisy_lr
         if i >= a and r.lr_decay_every:
-            return 0.5 ** ((i - a) // r.lr_decay_every)
-        return 1.0
+            return (0.5 ** ((i - a) // r.lr_decay_every),) * 3       # stage J: halved every N
+        return (1.0,) * 3
 
     return ref_at, lr_at, total
 
@@ -59,8 +71,16 @@ def train_rstn(cfg: Config, slices: SliceSet, run_dir, init_from=None, resume=Fa
                progress=True) -> tuple[RSTN, dict]:
     """Joint training of θC, θF, η for one view (CVPR), optionally from stepwise nets.
 
-    init_from: a stepwise fold folder holding `<view>_coarse` and `<view>_fine` for this
-    view's `run_dir.name` (the papers start RSTN from trained stage-S nets).
+    Args:
+        cfg: the run's config (rstn.*: schedule, lrs, g; train.*: batch, optimizer, amp);
+        slices: the view's training windows; run_dir: the view's folder, named for the view;
+        init_from: a stepwise fold folder holding `<view>_coarse` and `<view>_fine` (the papers
+            start RSTN from trained stage-S nets); resume: continue an interrupted run.
+    Every `checkpoint_every` iterations the saliency contrast of g on the batch (organ vs the
+    rest of the box and of the slice, per channel; rstn_core.saliency.saliency_contrast) is
+    appended to `run_dir/saliency.csv`.
+    Returns:
+        (the trained RSTN, run_training's statistics).
     """
     run_dir = Path(run_dir)
     view = run_dir.name
@@ -69,17 +89,20 @@ def train_rstn(cfg: Config, slices: SliceSet, run_dir, init_from=None, resume=Fa
         load_final(Path(init_from) / f"{view}_coarse", model.coarse)
         load_final(Path(init_from) / f"{view}_fine", model.fine)
     t, r, dev = cfg.train, cfg.rstn, cfg.device
-    groups = [{"params": model.coarse.parameters(), "lr": r.lr},
-              {"params": list(model.fine.parameters()) + list(model.saliency.parameters()),
-               "lr": r.lr * r.fine_lr_mult}]                        # authors: fine + g at 10x
+    lr_c, lr_f, lr_g = rstn_groups(cfg)
+    groups = [{"params": model.coarse.parameters(), "lr": lr_c},          # θC
+              {"params": model.fine.parameters(), "lr": lr_f},            # θF
+              {"params": model.saliency.parameters(), "lr": lr_g}]        # η
     opt = make_optimizer(t.optimizer, groups, r.lr, t.momentum, t.weight_decay)
     ref_at, lr_at, total = rstn_schedule(cfg)
+    log = ContrastLog(run_dir / "saliency.csv", every=t.checkpoint_every)
 
     def step(i, rng):
         x, y, valid = (a.to(dev) for a in slices.coarse_batch(rng, t.batch_size, t.coarse_loss,
                                                               t.positive_fraction))
         with autocast(dev, t.amp):
             logits, probs = model(x, T=r.T, ref=ref_at(i), y=y)
+        log.record(i, model, probs[0], y, ref_at(i))
         coarse_logits = logits if t.coarse_loss == "dice_bce" else None
         return rstn_loss(probs, y, valid=valid, coarse_logits=coarse_logits)  # Σ λ_t L(Y, P(t))
 
@@ -88,15 +111,41 @@ def train_rstn(cfg: Config, slices: SliceSet, run_dir, init_from=None, resume=Fa
     return model, run_training(spec, run_dir, resume, progress)
 
 
+class ContrastLog:
+    """Rows (iteration, channel, contrast in the box, contrast on the slice) of g during
+    training, rewritten atomically as `saliency.csv`; on resume the rows of the iterations
+    already done are kept."""
+
+    def __init__(self, path: Path, every: int):
+        self.path, self.every = Path(path), max(1, int(every))
+        self.rows = []
+        if self.path.is_file():
+            self.rows = [line for line in self.path.read_text().splitlines()[1:] if line]
+
+    def record(self, i: int, model: RSTN, p0: torch.Tensor, y: torch.Tensor, ref: str):
+        if i % self.every:
+            return
+        self.rows = [r for r in self.rows if int(r.split(",")[0]) < i]
+        with torch.no_grad():
+            g = model.saliency.weights(p0.detach().float())
+            boxes = model.boxes(p0.detach(), y, ref)
+            region = torch.zeros_like(y[:, :1])
+            for b, box in enumerate(boxes):
+                if box is not None:
+                    region[b, :, box.r0:box.r1, box.c0:box.c1] = 1
+            in_box = saliency_contrast(g, y, region)
+            in_slice = saliency_contrast(g, y)
+        for k in range(g.shape[1]):
+            self.rows.append(f"{i},{k},{float(in_box[k]):.5f},{float(in_slice[k]):.5f}")
+        atomic_write_text(self.path, "iteration,channel,contrast_box,contrast_slice\n"
+                          + "".join(r + "\n" for r in self.rows))
+
+
 @dataclass
-class RSTNModels:
-    """One RSTN per view, with the test settings (amp, channels_last: speed options)."""
+class RSTNModels(TestSettings):
+    """One RSTN per view, with the test settings
+    (:class:`~rstn_core.algorithms.rounds.TestSettings`)."""
     models: dict
-    batch_size: int = 8
-    device: str = "cpu"
-    coarse_components: bool = False
-    amp: str = "auto"
-    channels_last: bool = False
 
     @property
     def views(self):
@@ -113,8 +162,9 @@ def load_rstn(cfg: Config, run_dir) -> RSTNModels:
         m.coarse = prepare_net(m.coarse, cfg.device, t.channels_last, t.compile)
         m.fine = prepare_net(m.fine, cfg.device, t.channels_last, t.compile)
         models[v] = m
-    return RSTNModels(models, t.batch_size, cfg.device, t.coarse_components, t.amp,
-                      t.channels_last)
+    return RSTNModels(models, batch_size=t.batch_size, device=cfg.device,
+                      coarse_components=t.coarse_components, amp=t.amp,
+                      channels_last=t.channels_last)
 
 
 def fine_round(x: np.ndarray, models: RSTNModels, prev: np.ndarray, weights_from=None,

@@ -125,7 +125,7 @@ def build_rstn(cfg: Config) -> RSTN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         sal = SaliencyTransform(kernel_size=r.kernel_size, layers=r.layers,
-                                init_scale=tuple(r.init_scale))
+                                init_scale=tuple(r.init_scale), init=r.saliency_init)
     return RSTN(build_net(cfg), build_net(cfg), sal.to(cfg.device),
                 margin=scaled_px(r.margin, cfg.slice_size), zoom=cfg.train.zoom,
                 activation_checkpointing=cfg.train.activation_checkpointing)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rstn_core.algorithms.rounds import FixedPointResult, first_stop, initial_mask
+from rstn_core.algorithms.rounds import FixedPointResult, TestSettings, first_stop, initial_mask
 from rstn_core.config import Config, scaled_px
 from rstn_core.engine.batching import crop_batch, fine_forward, min_canvas
 from rstn_core.engine.device import autocast
@@ -101,21 +101,16 @@ def train_fine(cfg: Config, slices: SliceSet, run_dir, resume=False, progress=Tr
 
 
 @dataclass
-class StepwiseNets:
+class StepwiseNets(TestSettings):
     """The six nets of a fold: coarse and fine per view, with the test settings.
 
-    margin: the fixed-point test frame in pixels (MICCAI: 30 at 512); amp, channels_last:
-    inference speed options (engine.device, engine.inference).
+    margin: the fixed-point test frame in pixels (MICCAI: 30 at 512); zoom: fine crops
+    upsampled by this factor; the rest: :class:`~rstn_core.algorithms.rounds.TestSettings`.
     """
     coarse: dict
     fine: dict
     margin: int = 30
     zoom: int = 1
-    batch_size: int = 8
-    device: str = "cpu"
-    coarse_components: bool = False
-    amp: str = "auto"
-    channels_last: bool = False
 
     @property
     def views(self):
