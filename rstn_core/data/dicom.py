@@ -68,6 +68,9 @@ def _pixels(ds, path) -> np.ndarray:
         arr = ds.pixel_array
     except Exception as e:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "?")
+        if not getattr(ts, "is_compressed", True):      # no decoder needed: the bytes are bad
+            raise DataError(f"{path}: pixel data is truncated or corrupt ({type(e).__name__}; "
+                            f"uncompressed transfer syntax {ts}); copy the file again.") from None
         raise DataError(f"{path}: cannot decode pixel data (transfer syntax {ts}: "
                         f"{type(e).__name__}); install a decoder, e.g. `pip install pylibjpeg "
                         "pylibjpeg-openjpeg` (JPEG 2000) or a recent pillow.") from None
@@ -102,7 +105,10 @@ def read_dicom_series(path, min_slices: int = 2):
     dss = [(f, _read(f)) for f in files]
     series = {}
     for f, ds in dss:
-        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "?")), []).append((f, ds))
+        if getattr(ds, "SeriesInstanceUID", None) is None:
+            raise DataError(f"{f}: no SeriesInstanceUID in its header (the file is truncated or "
+                            "not a CT slice); copy it again or remove it from the folder.")
+        series.setdefault(str(ds.SeriesInstanceUID), []).append((f, ds))
     if len(series) > 1:
         sizes = ", ".join(f"{uid[-12:]} ({len(v)} files)" for uid, v in series.items())
         raise DataError(f"{path} holds {len(series)} DICOM series ({sizes}); point to one "

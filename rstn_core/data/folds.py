@@ -26,9 +26,12 @@ def make_folds(case_ids, k: int = 4) -> list[list[str]]:
         raise DataError(f"make_folds: duplicate case ids {dup}; every case needs its own id.")
     if not isinstance(k, int) or k < 2:
         raise DataError(f"make_folds: k must be an integer >= 2, got {k!r}.")
+    if not ids:
+        raise DataError(f"make_folds: no cases to split into {k} folds; folds need labelled "
+                        "cases (is the data set's labelsTr/ missing?).")
     if len(ids) < k:
-        raise DataError(f"make_folds: {len(ids)} cases cannot make {k} folds; use k <= {len(ids)} "
-                        "or more cases.")
+        fix = f"use k <= {len(ids)} or more cases" if len(ids) >= 2 else "add cases"
+        raise DataError(f"make_folds: {len(ids)} cases cannot make {k} folds; {fix}.")
     n, r = divmod(len(ids), k)
     out, start = [], 0
     for f in range(k):
@@ -49,14 +52,22 @@ def fold_split(case_ids, fold: int, k: int = 4, folds=None) -> tuple[list[str], 
     return train, test
 
 
-def save_folds(folds, path) -> Path:
-    """Write folds as JSON: {"k": k, "folds": [[ids of fold 0], ...]} (atomically)."""
+def save_folds(folds, path, seed: int | None = None) -> Path:
+    """Write folds as JSON, atomically: {"k": k, "seed": seed, "folds": [[ids of fold 0], ...]}.
+
+    Args:
+        folds: the k lists of case ids; path: the file; seed: the run's seed, recorded beside
+            k (the split itself is the sorted ids' contiguous blocks, seed-free).
+    Returns:
+        the path written.
+    """
     folds = [[str(i) for i in f] for f in folds]
-    return atomic_write_json(path, {"k": len(folds), "folds": folds})
+    return atomic_write_json(path, {"k": len(folds), "seed": seed, "folds": folds})
 
 
 def load_folds(path) -> list[list[str]]:
-    """Read folds written by `save_folds` (or a bare list of lists)."""
+    """Read folds written by `save_folds` (or a bare list of lists); a file whose recorded k
+    differs from its number of folds is refused (edited by hand)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p} does not exist; write it with save_folds(make_folds(ids), path).")
@@ -65,10 +76,14 @@ def load_folds(path) -> list[list[str]]:
         folds = d["folds"] if isinstance(d, dict) else d
         if not isinstance(folds, list) or not all(isinstance(f, list) for f in folds):
             raise ValueError("folds")
+        k = d.get("k", len(folds)) if isinstance(d, dict) else len(folds)
         folds = [[str(i) for i in f] for f in folds]
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{p}: not a folds file; expected {{\"k\": 4, \"folds\": [[ids], ...]}} "
                         "as written by save_folds.") from None
+    if k != len(folds):
+        raise DataError(f"{p}: records k={k} but holds {len(folds)} folds; delete it to split "
+                        "the cases again.")
     flat = [i for f in folds for i in f]
     if len(set(flat)) != len(flat):
         raise DataError(f"{p}: a case appears in two folds; each case must be in exactly one.")

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from rstn_core.engine import distributed
 from rstn_core.engine.device import grad_scaler
-from rstn_core.io import atomic_torch_save, atomic_write_text, load_checkpoint
+from rstn_core.io import (atomic_torch_save, atomic_write_text, clean_stale_temps,
+                          load_checkpoint)
 
 __all__ = ["TrainSpec", "run_training", "make_optimizer", "iteration_rng", "load_final",
            "snapshot_at_time", "FINAL", "LATEST"]
@@ -113,6 +114,9 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
     main = distributed.is_main()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if main:                      # temporary files of a killed run (kill -9) are swept here
+        clean_stale_temps(run_dir)
+        clean_stale_temps(run_dir / "snapshots")
     if (run_dir / FINAL).is_file():
         ck = load_checkpoint(run_dir / FINAL)
         spec.model.load_state_dict(ck["model"])

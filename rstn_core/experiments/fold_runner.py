@@ -12,6 +12,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rstn_core.io import atomic_path, atomic_write_text
+
 __all__ = ["run_folds", "fold_output"]
 
 
@@ -47,9 +49,10 @@ def run_folds(notebook, folds, params: dict, out_root="runs/notebooks", jobs: in
         # One run root for all folds (`rstn report` sees them all); absolute, because the
         # notebook resolves relative paths against the book's folder, not this one.
         p.setdefault("run_root", str((out.parent / "runs").resolve()))
-        pm.execute_notebook(str(nb), str(out), parameters=p, cwd=str(nb.parent),
-                            progress_bar=False)
-        done.write_text("ok\n")
+        with atomic_path(out, suffix=".ipynb") as tmp:     # never half a notebook
+            pm.execute_notebook(str(nb), str(tmp), parameters=p, cwd=str(nb.parent),
+                                progress_bar=False)
+        atomic_write_text(done, "ok\n")
         print(f"fold {fold}: {out}")
         return out
 

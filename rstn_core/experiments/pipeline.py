@@ -30,13 +30,19 @@ from rstn_core.data import (CaseCache, DataError, fold_split, list_cases, load_c
 from rstn_core.data.labels import target_values
 from rstn_core.data.phantom import phantom_preset, write_dataset
 from rstn_core.engine import distributed
+from rstn_core.engine.device import check_device
 from rstn_core.engine.slices import SliceSet, batch_source
 from rstn_core.experiments.evaluate import evaluate_rstn_case, evaluate_stepwise_case
 from rstn_core.experiments.report import fold_table, report
-from rstn_core.io import atomic_savez, atomic_write_json
+from rstn_core.errors import ConfigError, RunFolderError
+from rstn_core.io import atomic_savez, atomic_write_json, read_json
+from rstn_core.views import VIEWS
 
 __all__ = ["dataset_root", "fold_cases", "fold_dir", "training_slices", "train_fold",
-           "test_fold", "main_job", "variant_name", "load_method"]
+           "test_fold", "main_job", "variant_name", "load_method", "check_run"]
+
+METHODS = ("stepwise", "rstn")
+MIN_SLICE = 32        # FCN-8s pools five times by 2: a slice needs at least 32 x 32 pixels
 
 
 def dataset_root(cfg: Config, progress: bool = True) -> Path:
@@ -67,22 +73,33 @@ def fold_cases(cfg: Config, fold: int, progress: bool = True):
     > 0 it is (fit refs, validation refs) instead: :func:`validation_split`."""
     root = dataset_root(cfg, progress)
     refs = [r for r in list_cases(root) if r.label is not None]
+    if not refs:
+        raise DataError(f"{root}: no case has a label; training and testing need labelled "
+                        "cases (labelsTr/ of a data set); point --data at one with labels.")
     if cfg.data_root is None:
         refs = refs[:cfg.n_cases]
     by_id = {r.id: r for r in refs}
+    if len(by_id) < cfg.folds:
+        raise DataError(f"{root}: {len(by_id)} labelled cases cannot make folds={cfg.folds} "
+                        f"folds; use --set folds={max(2, len(by_id))} or add cases.")
     folds = None
     for path in (root / "folds.json", cfg.path("run_root") / cfg.scale / "folds.json"):
         if path.is_file():
             saved = load_folds(path)
             if sorted(i for f in saved for i in f) == sorted(by_id):
+                if len(saved) != cfg.folds:     # never reuse another k's split silently
+                    raise RunFolderError(
+                        f"{path} splits these cases into {len(saved)} folds, but this run has "
+                        f"folds={cfg.folds}; use --set folds={len(saved)}, or move {path.name} "
+                        "away to split them again.")
                 folds = saved
                 break
     if folds is None:
         folds = make_folds(sorted(by_id), cfg.folds)
         try:
-            save_folds(folds, root / "folds.json")
+            save_folds(folds, root / "folds.json", seed=cfg.seed)
         except OSError:                     # a read-only data set: keep them with the runs
-            save_folds(folds, cfg.path("run_root") / cfg.scale / "folds.json")
+            save_folds(folds, cfg.path("run_root") / cfg.scale / "folds.json", seed=cfg.seed)
     train_ids, test_ids = fold_split(sorted(by_id), fold, folds=folds)
     if cfg.validation:              # settings are chosen here, never on the test fold
         train_ids, test_ids = validation_split(train_ids, cfg.validation)
@@ -115,13 +132,20 @@ def fold_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:
     return cfg.path("run_root") / cfg.scale / name / f"fold{fold}"
 
 
-# settings that change how a run executes, never what it computes: a run may resume with others
-EXECUTION_ONLY = {"device": None, "train": ("workers", "prefetch", "activation_checkpointing"),
+# settings that change how a run executes, never what it computes: a run may resume with others.
+# The folders (root, data_dir, cache_dir, run_root) are where files live, not what they hold:
+# `--runs ./runs` and `--runs runs`, or a moved folder, resume; data_root is compared resolved.
+EXECUTION_ONLY = {"device": None, "root": None, "data_dir": None, "cache_dir": None,
+                  "run_root": None, "train": ("workers", "prefetch", "activation_checkpointing"),
                   "test": ("channels_last", "compile", "batch_size")}
 
 
-def _settings(d: dict) -> dict:
-    """A config dict without its execution-only settings (what _check_config compares)."""
+def _settings(cfg: Config) -> dict:
+    """A config's settings without the execution-only ones (what _check_config compares),
+    with data_root as a resolved path."""
+    d = cfg.to_dict()
+    if cfg.data_root is not None:
+        d["data_root"] = str(cfg.path("data_root").resolve())
     out = {}
     for k, v in d.items():
         drop = EXECUTION_ONLY.get(k, ())
@@ -134,15 +158,17 @@ def _settings(d: dict) -> dict:
 def _check_config(cfg: Config, folder: Path):
     """config.json is written before step 1; a folder made with other settings is refused."""
     path = folder / "config.json"
-    mine = _settings(cfg.to_dict())
+    mine = _settings(cfg)
     if path.is_file():
         # read through Config so a folder made before a field was added still matches
         # (the new field takes its default); unknown keys are refused by from_dict
-        old = _settings(Config.from_dict(json.loads(path.read_text())).to_dict())
+        saved = Config.from_dict(read_json(path, "run config", "delete the run folder"),
+                                 source=str(path))
+        old = _settings(saved)
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
-            raise FileExistsError(f"{folder} was made with other settings ({', '.join(diff)}); "
-                                  "use another --runs folder or delete it.")
+            raise RunFolderError(f"{folder} was made with other settings ({', '.join(diff)}); "
+                                 "use another --runs folder or delete it.")
     else:
         atomic_write_json(path, cfg.to_dict())
 
@@ -156,6 +182,10 @@ def _case_view(cfg: Config, ref, cache, view: str):
         raise DataError(f"{ref.id}: no label of target {cfg.target!r}; known: "
                         f"{sorted(set(names.values()) - {'background'})}.")
     img, lab = cache.get(ref)[view]
+    if min(img.shape[1:]) < MIN_SLICE:
+        raise DataError(f"{ref.image}: its {view} slices are {img.shape[1]} x {img.shape[2]} px; "
+                        f"the FCN needs at least {MIN_SLICE} x {MIN_SLICE} (five 2x2 poolings); "
+                        "resample the scan or leave this view out (--view).")
     return np.asarray(img), np.isin(lab, values).astype(np.uint8)
 
 
@@ -178,6 +208,34 @@ def _set_threads(cfg: Config):
         torch.set_num_threads(cfg.train.threads)
 
 
+def check_run(cfg: Config, method: str, fold: int, views=None) -> Config:
+    """Every setting of a run checked before anything is written or computed: the config
+    (`Config.validated`), the device (CUDA present), the method, the fold (0..folds-1) and
+    the views. Returns the checked config; raises ConfigError (one line)."""
+    cfg = cfg.validated()
+    try:
+        check_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(f"device: {e}") from None
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; expected one of {list(METHODS)}.")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < cfg.folds:
+        raise ConfigError(f"fold {fold!r} is out of range: the config has folds={cfg.folds}, so "
+                          f"use 0..{cfg.folds - 1} (or --set folds=N).")
+    runs = cfg.path("run_root")
+    for parent in [runs, *runs.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"run_root {runs}: {parent} is a file, not a folder; give "
+                                  "--runs a folder (it is created when missing).")
+            break
+    bad = [v for v in views or () if v not in VIEWS]
+    if bad or (views is not None and not list(views)):
+        raise ConfigError(f"views {list(views)!r}: expected a non-empty list of names from "
+                          f"{list(VIEWS)}.")
+    return cfg
+
+
 def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, progress=True,
                tag: str = "", slices_fn=None) -> dict:
     """Train the nets of one fold: stepwise = 3 views x (coarse, fine); rstn = one RSTN per
@@ -185,7 +243,9 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
 
     slices_fn(view) -> SliceSet replaces the training slices (e.g. the cyst chapter's X').
     Under torchrun every rank calls this; rank 0 writes the data, caches and files first.
+    Every setting is checked first (`check_run`): a bad one never reaches config.json.
     """
+    cfg = check_run(cfg, method, fold, views)
     _set_threads(cfg)
     distributed.setup(cfg.device)
     if distributed.world_size() > 1:
@@ -250,6 +310,7 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
         and fields added to the case's row (the cyst study cuts X' around the predicted
         pancreas here); `test_dir` and `extra` (top-level fields of results.json) go with it.
     """
+    cfg = check_run(cfg, method, fold)
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
     folder = fold_dir(cfg, method, fold, tag)

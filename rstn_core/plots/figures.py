@@ -34,6 +34,7 @@ from rstn_core.experiments.pipeline import load_method
 from rstn_core.algorithms.rstn import rstn_predict, saliency_channels
 from rstn_core.plots.viz import _new_figure, curves
 from rstn_core.views import VIEW_AXIS, VIEWS, stack3
+from rstn_core.io import atomic_savefig
 
 __all__ = ["slice_dsc", "find_context_case", "context_figure", "saliency_figure",
            "write_figures"]
@@ -219,7 +220,7 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     curves(fig.subplots(), {"stepwise (Algorithm 1)": [r["d"] for r in rows["stepwise"]],
                             "RSTN (Algorithm 2)": [r["d"] for r in rows["RSTN"]]})
     files.append(out / "convergence.png")
-    fig.savefig(files[-1], dpi=90, bbox_inches="tight")
+    atomic_savefig(fig, files[-1], dpi=90, bbox_inches="tight")   # never half a PNG
     # 2. the context case, found over all folds
     axis = VIEW_AXIS[view]
     best, keep = None, None
@@ -238,7 +239,7 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
                                f" case DSC stepwise {100 * best['case_dsc_stepwise']:.1f} %,"
                                f" RSTN {100 * best['case_dsc_rstn']:.1f} %")
     files.append(out / "context_case.png")
-    fig.savefig(files[-1], dpi=90, bbox_inches="tight")
+    atomic_savefig(fig, files[-1], dpi=90, bbox_inches="tight")   # never half a PNG
     # 3. the saliency maps g(P(0)) of that slice, through the fold's RSTN of `view`
     tag = rstn_name.split("-", 1)[1] if "-" in rstn_name else ""
     models = load_method(cfg.replace(device="cpu", run_root=str(runs_root)), "rstn",
@@ -249,5 +250,5 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     fig = saliency_figure(g, stack3(c["label"].astype(np.float32), view, best["index"]) > 0.5,
                           title=f"g(P(0)) of the {view} RSTN, {case.id} slice {best['index']}")
     files.append(out / "saliency.png")
-    fig.savefig(files[-1], dpi=90, bbox_inches="tight")
+    atomic_savefig(fig, files[-1], dpi=90, bbox_inches="tight")   # never half a PNG
     return {"context": best, "files": [str(f) for f in files]}
