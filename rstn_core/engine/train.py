@@ -67,7 +67,8 @@ class TrainSpec:
     """What one training run needs.
 
     step(i, rng) -> loss tensor: computes the loss of iteration i (the model is in train mode).
-    lr_at(i) -> multiplier of each param group's base lr at iteration i.
+    lr_at(i) -> multiplier of the param groups' base lrs at iteration i: one float for every
+        group, or a tuple with one per group.
     """
     name: str
     model: torch.nn.Module
@@ -160,8 +161,10 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
     with distributed.data_parallel(spec.model, device):
         t0 = time.perf_counter()
         for i in bar:
-            for g, lr in zip(spec.optimizer.param_groups, base_lrs):
-                g["lr"] = lr * spec.lr_at(i)                  # the schedule is a function of i
+            mult = spec.lr_at(i)                              # the schedule is a function of i
+            mults = mult if isinstance(mult, (tuple, list)) else [mult] * len(base_lrs)
+            for g, lr, m in zip(spec.optimizer.param_groups, base_lrs, mults):
+                g["lr"] = lr * m
             torch.manual_seed(_dropout_seed(spec.seed, i))     # dropout of iteration i
             loss = spec.step(i, iteration_rng(spec.seed, i))
             value = distributed.mean(loss)                     # the same on every rank

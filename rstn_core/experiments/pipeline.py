@@ -31,7 +31,8 @@ from rstn_core.data.labels import target_values
 from rstn_core.data.phantom import phantom_preset, write_dataset
 from rstn_core.engine import distributed
 from rstn_core.engine.device import check_device
-from rstn_core.engine.slices import SliceSet, batch_source
+from rstn_core.engine.loader import batch_source
+from rstn_core.engine.slices import SliceSet
 from rstn_core.experiments.evaluate import evaluate_rstn_case, evaluate_stepwise_case
 from rstn_core.experiments.report import fold_table, report
 from rstn_core.errors import ConfigError, RunFolderError
@@ -329,11 +330,12 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
             models = load_method(cfg, method, fold, tag, equal_time)
         t0 = time.perf_counter()
         if method == "stepwise":
-            row, res = evaluate_stepwise_case(image, label, models, cfg.test.max_rounds)
+            row, res = evaluate_stepwise_case(image, label, models, cfg.test.max_rounds,
+                                              spacing=case.spacing)
             final = res.masks[row["stop"]["0.95"]["iterations"]].astype(np.float32)
         else:
             row, res = evaluate_rstn_case(image, label, models, cfg.test.max_rounds,
-                                          cfg.test.thr)
+                                          cfg.test.thr, spacing=case.spacing)
             final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
         times.append(time.perf_counter() - t0)
         atomic_savez(folder / test_dir / "probs" / f"{ref.id}.npz",
