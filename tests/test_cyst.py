@@ -186,7 +186,6 @@ def test_training_slices_are_cut_around_the_ground_truth(tiny_dataset):
         assert np.array_equal(lab, to_view(target_mask(case, "cyst"), "axial"))
 
 
-@pytest.mark.filterwarnings("ignore:fixed_point_predict")
 def test_region_fold_trains_and_tests_on_the_predicted_region(tiny_dataset, tmp_path):
     from rstn_core.config import get_config
     from rstn_core.data import list_cases, load_case

@@ -6,7 +6,6 @@ Z(0), run fine rounds t = 1..T and stop when two successive masks agree:
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,16 +68,17 @@ def first_stop(d, threshold: float | None, T: int) -> int:
     return T
 
 
-def initial_mask(z0: np.ndarray, prob: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
+def initial_mask(z0: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, str | None]:
     """Z(0), with the documented fallback for an empty coarse mask.
 
     If Z(0) is empty, the fine nets are pointed at the voxels whose fused coarse probability
-    is at least half its maximum (where the coarse nets were most confident), with a warning;
-    if the probability is 0 everywhere, Z(0) stays empty and every round returns empty.
+    is at least half its maximum (where the coarse nets were most confident); if the
+    probability is 0 everywhere, Z(0) stays empty and every round returns empty. No warning
+    is raised: the second return value records which case happened, and the result's
+    `fallback` field carries it to the caller (and to results.json).
 
     Args:
-        z0: the fused coarse mask; prob: the fused coarse probability; where: caller name for
-        the warning.
+        z0: the fused coarse mask; prob: the fused coarse probability.
     Shapes:
         z0, prob (X, Y, Z); returns ((X, Y, Z) bool, None | "half-peak" | "empty").
     """
@@ -86,8 +86,5 @@ def initial_mask(z0: np.ndarray, prob: np.ndarray, where: str) -> tuple[np.ndarr
         return z0, None
     peak = float(prob.max())
     if peak <= 0:
-        warnings.warn(f"{where}: the coarse nets found nothing; every round is empty.")
         return z0, "empty"
-    warnings.warn(f"{where}: empty coarse mask; using voxels >= half the peak coarse "
-                  f"probability ({peak:.3f}) as Z(0).")
     return prob >= 0.5 * peak, "half-peak"

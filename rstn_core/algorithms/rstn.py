@@ -220,7 +220,7 @@ def rstn_predict(image: np.ndarray, models: RSTNModels, thr: float | None = 0.99
     """
     x = window(image) if hu else np.asarray(image, np.float32)
     p, z, view_probs = coarse_round(x, models)
-    z2, fallback = initial_mask(z, p, "rstn_predict")
+    z2, fallback = initial_mask(z, p)
     if fallback == "half-peak":
         p = np.where(z2, np.maximum(p, np.nextafter(np.float32(0.5), np.float32(1))),
                      p).astype(np.float32)

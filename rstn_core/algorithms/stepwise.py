@@ -175,8 +175,7 @@ def fixed_point_predict(image: np.ndarray, nets: StepwiseNets, R: float | None =
     z = majority_vote([p >= 0.5 for p in view_probs.values()])      # Z(0): fused coarse
     if nets.coarse_components:
         z = keep_large_components(z)
-    z, fallback = initial_mask(z, mean_probability(list(view_probs.values())),
-                               "fixed_point_predict")
+    z, fallback = initial_mask(z, mean_probability(list(view_probs.values())))
     masks, d, runs = [z], [], []
     for t in range(1, T + 1):
         votes, n_run = [], 0
