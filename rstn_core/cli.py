@@ -20,21 +20,35 @@ Bad input ends with one line `rstn: error: ...` and exit code 2, never a traceba
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 
+import torch
+
 from rstn_core.bench import DESCRIPTION as BENCH_DESCRIPTION
 from rstn_core.bench import add_arguments as add_bench_arguments
 from rstn_core.bench import run_command as run_bench_command
-
 from rstn_core.config import SCALES, Config, get_config, replace_phantom
+from rstn_core.data import inspect_path
 from rstn_core.data.fetch import add_arguments as add_fetch_arguments
 from rstn_core.data.fetch import run as run_fetch
+from rstn_core.data.phantom import phantom_preset, write_dataset
+from rstn_core.engine.device import check_device
+from rstn_core.engine.distributed import is_main
+from rstn_core.errors import ConfigError, RstnError, one_line
+from rstn_core.experiments.evaluate import STOP_THRESHOLDS
+from rstn_core.experiments.fold_runner import run_folds
+from rstn_core.experiments.pipeline import main_job, test_fold, train_fold
 from rstn_core.experiments.predict import add_arguments as add_predict_arguments
 from rstn_core.experiments.predict import run as run_predict
-from rstn_core.errors import ConfigError, RstnError, one_line
+from rstn_core.experiments.report import compare_runs, fold_table, report
+from rstn_core.io import read_json
+from rstn_core.plots.figures import write_figures
 
 __all__ = ["main", "build_parser", "USER_ERRORS"]
 
@@ -215,7 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stop_rule(text: str) -> str:
     """An argparse type: a stop rule of results.json ("0.90", "0.95", "0.99" or "best")."""
-    from rstn_core.experiments.evaluate import STOP_THRESHOLDS
     allowed = [f"{r:.2f}" for r in STOP_THRESHOLDS] + ["best"]
     try:
         key = text if text == "best" else f"{float(text):.2f}"
@@ -228,7 +241,6 @@ def _stop_rule(text: str) -> str:
 
 def _check_results(paths) -> None:
     """Read every results.json first, so a malformed one is one line naming it."""
-    from rstn_core.io import read_json
     for path in paths:
         read_json(path, "results file", "rerun `rstn test` for that fold, or move it away")
 
@@ -247,9 +259,7 @@ def _overrides(pairs) -> dict:
 def _config(args) -> Config:
     """The checked config of a verb: --config or --scale, then --set and the flags; the
     device is checked (`--device cuda` without CUDA is one line) and --fold/--folds too."""
-    import torch
 
-    from rstn_core.engine.device import check_device
     cfg = Config.load(args.config) if args.config else get_config(args.scale)
     over = _overrides(args.set)
     if args.data:
@@ -278,7 +288,6 @@ def _config(args) -> Config:
 
 
 def _cmd_phantom(args):
-    from rstn_core.data.phantom import phantom_preset, write_dataset
     cfg = replace_phantom(phantom_preset(args.scale), **_overrides(args.set))
     out = Path(args.out or f"data/phantom_{args.scale}")
     if out.exists() and not out.is_dir():
@@ -290,7 +299,6 @@ def _cmd_phantom(args):
 
 
 def _cmd_inspect(args):
-    from rstn_core.data import inspect_path
     print(inspect_path(args.path))
 
 
@@ -304,19 +312,15 @@ def _cmd_config(args):
 
 
 def _cmd_train(args):
-    from rstn_core.experiments.pipeline import train_fold
     cfg = _config(args)
     stats = train_fold(cfg, args.method, args.fold, views=args.view, resume=args.resume,
                        progress=not args.quiet)
-    from rstn_core.engine.distributed import is_main
     for name, s in (stats.items() if is_main() else ()):   # torchrun: rank 0 reports
         print(f"{name}: {s['iterations']} it, {s['seconds']:.1f} s"
               f"{' (already trained)' if s.get('skipped') else ''}")
 
 
 def _cmd_test(args):
-    from rstn_core.experiments.pipeline import test_fold
-    from rstn_core.experiments.report import fold_table
     cfg = _config(args)
     res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
                     equal_time=args.equal_time)
@@ -325,7 +329,6 @@ def _cmd_test(args):
 
 
 def _cmd_report(args):
-    from rstn_core.experiments.report import report
     if not Path(args.runs).is_dir():
         raise FileNotFoundError(f"run root {args.runs} not found; give the --runs folder that "
                                 "`rstn train`/`rstn test` wrote (default: runs).")
@@ -337,7 +340,6 @@ def _cmd_report(args):
 
 
 def _cmd_compare(args):
-    from rstn_core.experiments.report import compare_runs
     for run in (args.a, args.b):
         if not Path(run).is_dir():
             raise FileNotFoundError(f"run folder {run} not found; give a method's run folder, "
@@ -347,7 +349,6 @@ def _cmd_compare(args):
 
 
 def _cmd_figures(args):
-    from rstn_core.plots.figures import write_figures
     _check_results((Path(args.runs) / args.scale).glob("*/fold*/test*/results.json"))
     res = write_figures(args.runs, args.scale, args.out, args.rstn)
     c = res["context"]
@@ -357,20 +358,15 @@ def _cmd_figures(args):
 
 
 def _cmd_folds(args):
-    from rstn_core.experiments.fold_runner import run_folds
     run_folds(args.notebook, args.folds, dict(args.parameter), args.out, jobs=args.jobs)
 
 
 def _cmd_run(args):
-    from rstn_core.experiments.pipeline import main_job
     cfg = _config(args)
     main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
 
 def _cmd_book(args):
-    import os
-    import shutil
-    import subprocess
     root = Path(__file__).resolve().parents[1]
     if not (root / "_config.yml").is_file():
         raise FileNotFoundError(f"no _config.yml in {root}; run from a clone of the repository.")
