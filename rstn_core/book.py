@@ -64,6 +64,24 @@ class Lesson:
         """Whether to show progress bars (not at the smoke scale, i.e. not in CI)."""
         return not self.smoke
 
+    def shown(self, path) -> str:
+        """`path` as a page shows it: relative to the book's folder when it lies inside it, so
+        the rendered book never prints the build machine's absolute paths.
+
+        Args:
+            path: a file or folder (str or Path), absolute or relative to `root`.
+        Returns:
+            e.g. "runs/nb/04_fixed_point/smoke/stepwise/fold0"; a path outside the book's
+            folder comes back unchanged.
+        """
+        p = Path(path)
+        if not p.is_absolute():
+            return p.as_posix()
+        try:
+            return p.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
 
 def book_root(start: str | Path | None = None) -> Path:
     """The book's folder: the first of `start` (default: the working directory) and its
@@ -142,8 +160,8 @@ def setup(scale: str = "smoke", device: str = "cpu", fold: int = 0, seed: int = 
         torch.set_num_threads(1)
     lesson = Lesson(cfg=cfg, scale=scale, device=device, fold=fold, seed=seed, root=root,
                     run_root=cfg.path("run_root"), notebook=notebook)
-    print(f"scale={scale}  device={device}  fold={fold}  seed={seed}  book folder: {root}  "
-          f"runs: {lesson.run_root}")
+    print(f"scale={scale}  device={device}  fold={fold}  seed={seed}  "
+          f"runs: {lesson.shown(lesson.run_root)}")
     return lesson
 
 
