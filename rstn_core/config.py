@@ -126,6 +126,7 @@ class Config:
     root: str = "."              # the folder the relative paths below are relative to
     data_dir: str = "data"       # where phantoms are written (data/phantom_<scale>)
     cache_dir: str = "data/cache"  # per-case, per-view uint8 caches
+    cache_views: bool = True     # false: no cache, views read from the scan (data/cache.py)
     run_root: str = "runs"       # run folders: <run_root>/<scale>/<method>/fold<K>/
     views: tuple = ("coronal", "sagittal", "axial")
     phantom: Any = None          # rstn_core.data.phantom.PhantomConfig
@@ -264,7 +265,7 @@ RULES = {
     "scale": Rule(choices=SCALES), "seed": _ge(0), "n_cases": _ge(1), "folds": _ge(2),
     "validation": _ge(0),
     "slice_size": _ge(32), "target": _PATH, "data_root": _PATH, "root": _PATH,
-    "data_dir": _PATH, "cache_dir": _PATH, "run_root": _PATH,
+    "data_dir": _PATH, "cache_dir": _PATH, "run_root": _PATH, "cache_views": Rule(),
     "views": Rule(item=str, choices=VIEWS, example="[axial]"),
     "model.width": _ge(0, lo_open=True), "model.fc_kernel": _ge(1, odd=True),
     "model.dropout": Rule(lo=0, hi=1, hi_open=True), "model.pretrained": _PATH,

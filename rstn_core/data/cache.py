@@ -16,11 +16,21 @@ to 0..255 (values outside are clipped): ``u8 = round(255 * (clip(hu, lo, hi) - l
 so ``u8 / 255`` equals `views.window(hu)` up to rounding (the reference code's intensity
 window). An entry is rebuilt when its source file (size, mtime) or the window changes; every
 file is written atomically.
+
+Disk and time (measured by tools/colab_estimates.py; book/colab.md): the entry of a case is
+6 x X*Y*Z bytes (three image and three label copies, uint8): 2.7 MB per smoke case, 15 MB
+standard, 50 MB colab, ~500 MB at paper scale (512 x 512 x ~320), i.e. ~41 GB for 82 cases.
+With ``store=False`` (config ``cache_views=false``) nothing is written: every call reads the
+NIfTI file again, windows it and returns the views as `np.moveaxis` views of that one volume
+(no copy; a slice of the axial view is a strided read). That costs one NIfTI read per case
+and view instead of disk, and holds the windowed volume of each training case in memory
+(X*Y*Z bytes) while a view trains, where the cache's memory maps let the page cache do so.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +41,6 @@ from rstn_core.data.errors import DataError
 from rstn_core.data.dicom import find_dicom_files
 from rstn_core.data.loaders import load_case
 from rstn_core.io import atomic_save_npy, atomic_write_json
-import shutil
 
 __all__ = ["CaseCache"]
 _VERSION = 1
@@ -60,17 +69,25 @@ class CaseCache:
     Args:
         cache_dir: folder for the cache (created).
         window: (lo, hi) HU window mapped to 0..255; default [-100, 240] (reference code).
+        store: True (default) writes the per-view files and memory-maps them; False writes
+            nothing and reads the source scan on every `get`/`info` (the last case read is
+            kept, so `info` then `get` reads it once); see the module docstring for the cost.
 
     >>> cache = CaseCache("cache/phantom_standard")                      # doctest: +SKIP
     >>> views = cache.get(list_cases("data/phantom_standard")[0])          # doctest: +SKIP
     >>> img, lab = views["axial"]          # (Z, X, Y) uint8 memmaps      # doctest: +SKIP
     """
 
-    def __init__(self, cache_dir, window=HU_WINDOW):
+    def __init__(self, cache_dir, window=HU_WINDOW, store: bool = True):
         self.root = Path(cache_dir)
         self.window = (float(window[0]), float(window[1]))
         if not self.window[0] < self.window[1]:
             raise DataError(f"CaseCache: window must be (lo, hi) with lo < hi, got {window}.")
+        if not isinstance(store, bool):
+            raise DataError(f"CaseCache: store must be True or False, got {store!r}; False "
+                            "reads every view from the source scan (no files written).")
+        self.store = store
+        self._last = None            # store=False: (key, meta, uint8 volume, labels)
 
     # -- keys ---------------------------------------------------------------------------------
     @staticmethod
@@ -113,6 +130,24 @@ class CaseCache:
             files += [folder / f"label_{v}.npy" for v in VIEWS]
         return meta if all(f.is_file() for f in files) else None
 
+    def _meta(self, want: dict, case) -> dict:
+        return dict(want, id=case.id, shape=list(case.image.shape),
+                    spacing=list(case.spacing), affine=np.asarray(case.affine).tolist(),
+                    label_names={str(k): v for k, v in case.label_names.items()},
+                    source=case.source)
+
+    def _read(self, r: CaseRef):
+        """store=False: (meta, windowed uint8 volume, labels or None) of a case, read from
+        its source unless it is the case read last (and unchanged since)."""
+        want = self._wanted_meta(r)
+        key = json.dumps([str(self.path(r)), want], sort_keys=True)
+        if self._last is None or self._last[0] != key:
+            self._last = None                   # free the previous volume before reading
+            case = load_case(r.image, r.label, case_id=r.id)
+            img = window_uint8(case.image, *self.window)
+            self._last = (key, self._meta(want, case), img, case.labels)
+        return self._last[1:]
+
     # -- public -------------------------------------------------------------------------------
     def build(self, ref) -> dict:
         """(Re)build a case's entry from its source; returns its meta."""
@@ -128,16 +163,16 @@ class CaseCache:
             atomic_save_npy(np.moveaxis(img, a, 0), folder / f"image_{v}.npy")
             if case.labels is not None:
                 atomic_save_npy(np.moveaxis(case.labels, a, 0), folder / f"label_{v}.npy")
-        meta = dict(want, id=case.id, shape=list(case.image.shape),
-                    spacing=list(case.spacing), affine=np.asarray(case.affine).tolist(),
-                    label_names={str(k): v for k, v in case.label_names.items()},
-                    source=case.source)
+        meta = self._meta(want, case)
         atomic_write_json(folder / "meta.json", meta)
         return meta
 
     def info(self, ref) -> dict:
-        """The case's meta (building the entry first when missing or stale)."""
+        """The case's meta (building the entry first when missing or stale; with
+        store=False read from the source, nothing written)."""
         r = self._ref(ref)
+        if not self.store:
+            return self._read(r)[0]
         meta = self._valid(self.path(r), self._wanted_meta(r))
         return meta if meta is not None else self.build(r)
 
@@ -148,9 +183,21 @@ class CaseCache:
             ref: a `CaseRef` (from `list_cases`), an image path, or (image, label) paths.
         Shapes:
             view ``v`` arrays have `VIEW_AXIS[v]` moved first: coronal (X, Y, Z),
-            sagittal (Y, X, Z), axial (Z, X, Y).
+            sagittal (Y, X, Z), axial (Z, X, Y). With store=False they are `np.moveaxis`
+            views of one in-memory volume (not contiguous, read-only), not memmaps.
         """
         r = self._ref(ref)
+        if not self.store:
+            _, img, labels = self._read(r)
+            out = {}
+            for v in VIEWS:
+                a = VIEW_AXIS[v]
+                views = [np.moveaxis(x, a, 0) if x is not None else None for x in (img, labels)]
+                for x in views:
+                    if x is not None:
+                        x.flags.writeable = False
+                out[v] = (views[0], views[1] if r.label is not None else None)
+            return out
         self.info(r)
         folder = self.path(r)
         out = {}
@@ -168,6 +215,6 @@ class CaseCache:
             shutil.rmtree(target)
 
     def __repr__(self):
-        return f"CaseCache({str(self.root)!r}, window={self.window})"
+        return f"CaseCache({str(self.root)!r}, window={self.window}, store={self.store})"
 
 

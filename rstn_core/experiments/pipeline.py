@@ -137,6 +137,7 @@ def fold_dir(cfg: Config, method: str, fold: int, tag: str = "") -> Path:
 # The folders (root, data_dir, cache_dir, run_root) are where files live, not what they hold:
 # `--runs ./runs` and `--runs runs`, or a moved folder, resume; data_root is compared resolved.
 EXECUTION_ONLY = {"device": None, "root": None, "data_dir": None, "cache_dir": None,
+                  "cache_views": None,
                   "run_root": None, "train": ("workers", "prefetch", "activation_checkpointing"),
                   "test": ("channels_last", "compile", "batch_size")}
 
@@ -201,7 +202,8 @@ def training_slices(cfg: Config, refs, view: str, cache=None):
 
 
 def _cache(cfg: Config):
-    return CaseCache(cfg.path("cache_dir"))
+    # cache_views=false: no per-view files, every view read from the scan (data/cache.py)
+    return CaseCache(cfg.path("cache_dir"), store=cfg.cache_views)
 
 
 def _set_threads(cfg: Config):
