@@ -23,6 +23,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rstn_core.errors import ConfigError
+
 __all__ = ["setup", "cleanup", "world_size", "rank", "is_main", "barrier", "main_first",
            "mean", "check_batch", "share", "data_parallel"]
 
@@ -114,12 +116,12 @@ def mean(value: torch.Tensor) -> float:
 
 def check_batch(batch_size: int, world: int | None = None):
     """Refuse a batch that cannot give every rank an item; warn when shares are unequal."""
-    # ValueError for world > batch, warning for a remainder
+    # ConfigError (a ValueError) for world > batch, warning for a remainder
     world = world_size() if world is None else world
     if world > batch_size:
-        raise ValueError(f"world size {world} > batch size {batch_size}: every rank needs at "
-                         "least one item of a batch; raise train.batch_size or start fewer "
-                         "processes.")
+        raise ConfigError(f"world size {world} > batch size {batch_size}: every rank needs at "
+                          "least one item of a batch; raise train.batch_size or start fewer "
+                          "processes.")
     if batch_size % world:
         warnings.warn(f"batch size {batch_size} is not a multiple of the world size {world}: "
                       "ranks hold unequal shares, and DDP's gradient average weights their "

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rstn_core.crop import Box, bbox, random_margins
+from rstn_core.data.errors import DataError
 from rstn_core.views import window_indices
 
 __all__ = ["SliceSet", "positive_threshold"]
@@ -55,7 +56,7 @@ class SliceSet:
                                   for j in np.flatnonzero(cnt >= self.threshold)],
                                  dtype=np.int64).reshape(-1, 2)
         if len(self.positive) == 0:
-            raise ValueError("SliceSet: no slice of the training cases contains the target; "
+            raise DataError("SliceSet: no slice of the training cases contains the target; "
                              "check the target name and the labels.")
 
     def window(self, c: int, j: int):

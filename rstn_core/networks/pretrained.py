@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
+from rstn_core.errors import FileFormatError
 from rstn_core.networks.fcn8s import FCN8s
 from rstn_core.networks.vgg import VGG16, VGG16_URL
 
@@ -27,7 +28,7 @@ def _read_state_dict(path_or_url) -> dict:
             state = torch.hub.load_state_dict_from_url(source, map_location="cpu",
                                                        weights_only=True)
         except OSError as err:   # no internet, DNS, HTTP errors (URLError is an OSError)
-            raise ValueError(
+            raise FileFormatError(
                 f"load_vgg16_weights: could not download {source} ({type(err).__name__}); "
                 f"copy the file (from a machine with internet) to a local path and set "
                 f"model.pretrained=PATH, or model.pretrained=none to train from scratch."
@@ -41,14 +42,14 @@ def _read_state_dict(path_or_url) -> dict:
         try:
             state = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle, zip or weights_only refusals
-            raise ValueError(
+            raise FileFormatError(
                 f"load_vgg16_weights: {source!r} is not a readable torch state dict "
                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
                 "Expected a file saved with torch.save(model.state_dict(), path)."
             ) from err
     if not isinstance(state, Mapping) or not state or \
             not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
+        raise FileFormatError(
             f"load_vgg16_weights: {source!r} does not hold a state dict (a mapping of names to "
             f"tensors), got {type(state).__name__}. Save one with torch.save(model.state_dict(), path)."
         )
@@ -76,7 +77,7 @@ def resolve_pretrained(pretrained, local_dir=None):
 def _require(state: dict, keys, source: str) -> None:
     missing = [k for k in keys if k not in state]
     if missing:
-        raise ValueError(
+        raise FileFormatError(
             f"load_vgg16_weights: {source} is not a torchvision vgg16 state dict; missing keys "
             f"{missing[:6]}{' ...' if len(missing) > 6 else ''}."
         )
