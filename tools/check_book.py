@@ -7,17 +7,23 @@ Checks, for the book described by _config.yml and _toc.yml:
 * every notebook page shows at least one figure (an <img> from the executed outputs) and
   has a Colab launch link to `.../blob/<branch>/<path of that notebook>.ipynb`;
 * every page whose source contains maths has MathJax markup in its HTML;
-* if /usr/bin/chromium exists: headless screenshots of the index and two chapters go to
-  `_build/screenshots/`, and the DOM of a chapter with maths must contain MathJax's
-  rendered `<mjx-container>` elements. Without chromium this part is skipped with a note.
+* every page is clean for a reader: no stderr or warning blocks in cell outputs, no
+  absolute path of the build machine (/work/, /tmp/, /root/, /home/), no raw Markdown table
+  (`|---|` in a paragraph: a table that did not render), no `e+0` number in a table;
+* MathJax is served by the book itself (`_static/mathjax/`, see tools/book_mathjax.py);
+* if /usr/bin/chromium exists (`apt-get install -y chromium`): headless screenshots of the
+  index, two chapters and the RSTN page (its `aligned` block) go to `_build/screenshots/`,
+  with the network cut off, and the DOM of every prose page with maths must contain
+  MathJax's rendered `<mjx-container>` elements and no raw `\begin{aligned}`. Without
+  chromium this part is skipped with a note.
 
-MathJax comes from a CDN. Offline, pass `--mathjax path/to/tex-mml-chtml.js` (MathJax 3;
-e.g. from `npm pack mathjax@3`) to render with a local copy; without it and without
-network, the rendered-maths check is skipped with a note.
+`--mathjax path/to/tex-mml-chtml.js` renders with another local MathJax 3 copy instead of
+the one the page names.
 
 Exits non-zero with one line per failure.
 
-    python tools/check_book.py [BOOK_DIR | BOOK_DIR/_build/html] [--no-browser] [--mathjax FILE]
+    python tools/check_book.py [BOOK_DIR | HTML_DIR] [--book-dir BOOK_DIR] [--no-browser]
+                               [--mathjax FILE]
 """
 from __future__ import annotations
 
@@ -25,7 +31,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +42,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                  "--virtual-time-budget=15000"]
+                  "--virtual-time-budget=15000",
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]   # offline: no CDN can help
 WINDOW_SIZE = "--window-size=1280,1600"
 
 
@@ -148,6 +154,46 @@ def rewrite_mathjax(html: str, local_url: str) -> str:
     return html
 
 
+_MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|tmp|root|home)/[\w.-]+")
+_RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
+
+
+def _visible_text(html: str, keep_pre: bool = True) -> str:
+    """The page's text without <script>/<style> (and without <pre> unless keep_pre)."""
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    if not keep_pre:
+        html = re.sub(r"<pre\b.*?</pre>", " ", html, flags=re.S | re.I)
+        html = re.sub(r"<code\b.*?</code>", " ", html, flags=re.S | re.I)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def clean_page_problems(html: str, entry: str) -> list[str]:
+    """Failures (one line each) of what a reader should never see on a page: warning or
+    stderr output blocks, the build machine's absolute paths, raw Markdown tables and
+    `1e+03`-style numbers in tables."""
+    fails = []
+    stderr = len(re.findall(r'class="[^"]*\boutput\s+stderr\b', html))
+    if stderr:
+        fails.append(f"{entry}: {stderr} stderr/warning output block(s) in the cells' output; "
+                     "fix the cause (or report it in one printed line)")
+    text = _visible_text(html)
+    paths = sorted(set(_MACHINE_PATH.findall(text)))
+    if paths:
+        fails.append(f"{entry}: absolute path(s) of the build machine on the page: "
+                     f"{', '.join(paths[:3])}; print paths relative to the book's folder")
+    raw = _RAW_TABLE.findall(_visible_text(html, keep_pre=False))
+    if raw:
+        fails.append(f"{entry}: {len(raw)} raw Markdown table line(s) ({raw[0]!r}) in the "
+                     "page's text: a table did not render (escape `|` inside cells as `\\|`)")
+    for table in re.findall(r"<table\b.*?</table>", html, flags=re.S | re.I):
+        sci = re.findall(r"\d(?:\.\d+)?e\+\d+", _visible_text(table))
+        if sci:
+            fails.append(f"{entry}: number(s) like {sci[0]} in a table; format them for "
+                         "people (e.g. 1,003)")
+            break
+    return fails
+
+
 def check_notebook_page(html: str, entry: str, expected_colab: str, colab_url: str) -> list[str]:
     """Failures (one line each) of the HTML page of the notebook `entry`."""
     fails = []
@@ -194,10 +240,10 @@ def _notebook_text(path: Path) -> str:
                      if c.get("cell_type") == "markdown")
 
 
-def static_checks(book: Path) -> tuple[list[str], dict]:
+def static_checks(book: Path, html_dir: Path | None = None) -> tuple[list[str], dict]:
     config = _load_yaml(book / "_config.yml")
     toc = _load_yaml(book / "_toc.yml")
-    html_dir = book / "_build" / "html"
+    html_dir = html_dir or book / "_build" / "html"
     fails: list[str] = []
     info = {"pages": 0, "notebooks": 0, "math_pages": [], "notebook_pages": []}
     if not (html_dir / "index.html").is_file():
@@ -217,6 +263,7 @@ def static_checks(book: Path) -> tuple[list[str], dict]:
             continue
         info["pages"] += 1
         html = page.read_text(errors="replace")
+        fails += clean_page_problems(html, entry)
         if src.suffix == ".ipynb":
             info["notebooks"] += 1
             info["notebook_pages"].append(entry)
@@ -231,32 +278,46 @@ def static_checks(book: Path) -> tuple[list[str], dict]:
             info["math_pages"].append(entry)
             if not has_math_markup(html):
                 fails.append(f"{entry}: the source has maths but the page has no MathJax markup")
+            remote = [m for m in mathjax_sources(html) if re.match(r"(https?:)?//", m)]
+            if remote:
+                fails.append(f"{entry}: MathJax is loaded from {remote[0]}, so the maths needs "
+                             "the internet; build with tools/book_mathjax.py (npm) to serve it "
+                             "from _static/mathjax/")
     return fails, info
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https"):
-        return True
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _chromium(args: list[str], profile: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", WINDOW_SIZE, *args]
+def _chromium(args: list[str], profile: str, timeout: int = 180,
+              window: str = WINDOW_SIZE) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", window, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def browser_checks(book: Path, info: dict, mathjax: Path | None) -> list[str]:
+RSTN_PAGE = "book/rstn"          # its `aligned` block was unreadable without MathJax
+
+
+def dom_math_problems(dom: str, entry: str) -> tuple[int, list[str]]:
+    """(rendered formulas, failures) of a page's DOM after MathJax ran: at least one
+    <mjx-container>, and no TeX source left as text (e.g. a raw \\begin{aligned})."""
+    n = count_mjx(dom)
+    fails = []
+    if n == 0:
+        fails.append(f"{entry}: MathJax did not render (no <mjx-container> in the DOM)")
+    text = _visible_text(re.sub(r"<mjx-assistive-mml\b.*?</mjx-assistive-mml>", " ", dom,
+                                flags=re.S), keep_pre=False)
+    raw = re.findall(r"\\begin\{\w+\*?\}", text)
+    if raw:
+        fails.append(f"{entry}: {len(raw)} TeX block(s) left unrendered ({raw[0]})")
+    return n, fails
+
+
+def browser_checks(book: Path, info: dict, mathjax: Path | None,
+                   html_dir: Path | None = None) -> list[str]:
     if not Path(CHROMIUM).exists():
         print(f"note: {CHROMIUM} not found; skipping screenshots and the rendered-maths check "
               "(apt-get install -y chromium)")
         return []
-    html_dir = book / "_build" / "html"
-    shots = book / "_build" / "screenshots"
+    html_dir = html_dir or book / "_build" / "html"
+    shots = html_dir.parent / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     md_math = [e for e in info["math_pages"] if e not in info["notebook_pages"] and e != "intro"]
     pages = ["index"]
@@ -266,7 +327,7 @@ def browser_checks(book: Path, info: dict, mathjax: Path | None) -> list[str]:
         pages.append(info["notebook_pages"][0])
     elif len(md_math) > 1:
         pages.append(md_math[1])
-    dom_page = md_math[0] if md_math else (info["math_pages"] or [None])[0]
+    dom_pages = md_math or info["math_pages"][:1]
 
     fails: list[str] = []
     temp_pages: list[Path] = []
@@ -294,24 +355,31 @@ def browser_checks(book: Path, info: dict, mathjax: Path | None) -> list[str]:
                 fails.append(f"screenshot of {entry} failed (chromium exit {proc.returncode}): "
                              + (proc.stderr.strip().splitlines() or ["no output"])[-1])
             else:
-                print(f"screenshot: {out.relative_to(book)}")
-        if dom_page is not None:
-            page = html_dir / f"{dom_page}.html"
+                print(f"screenshot: {out}")
+        if (html_dir / f"{RSTN_PAGE}.html").is_file():
+            # the RSTN page's aligned block, about one screen down: a taller window shows it
+            out = shots / "book__rstn_aligned.png"
+            cmd = [f"--screenshot={out}", target(RSTN_PAGE).resolve().as_uri()]
+            proc = _chromium(cmd, profile, window="--window-size=1280,2400")
+            if out.is_file():
+                print(f"screenshot: {out}")
+            else:
+                fails.append(f"screenshot of {RSTN_PAGE} failed (chromium exit "
+                             f"{proc.returncode})")
+        for entry in dom_pages:
+            page = html_dir / f"{entry}.html"
             sources = mathjax_sources(page.read_text(errors="replace"))
             remote = [s for s in sources if s.startswith("http")]
-            if mathjax is None and remote and not _reachable(remote[0]):
-                offline_note = (f"note: MathJax is loaded from {remote[0]}, which is not "
-                                "reachable; skipping the rendered-maths check (pass --mathjax "
-                                "FILE for a local MathJax 3 tex-mml-chtml.js)")
-            else:
-                proc = _chromium(["--dump-dom", target(dom_page).resolve().as_uri()], profile)
-                n = count_mjx(proc.stdout)
-                if n == 0:
-                    fails.append(f"{dom_page}: MathJax did not render (no <mjx-container> in the "
-                                 "DOM dump)")
-                else:
-                    print(f"MathJax: {n} rendered formulas in {dom_page}")
-        else:
+            if mathjax is None and remote:
+                offline_note = (f"note: {entry} loads MathJax from {remote[0]}; the offline "
+                                "rendered-maths check needs the book's own copy (or --mathjax)")
+                continue
+            proc = _chromium(["--dump-dom", target(entry).resolve().as_uri()], profile)
+            n, page_fails = dom_math_problems(proc.stdout, entry)
+            fails += page_fails
+            if n:
+                print(f"MathJax (offline): {n} rendered formulas in {entry}")
+        if not dom_pages:
             print("note: no page with maths; skipping the rendered-maths check")
     except subprocess.TimeoutExpired as exc:
         fails.append(f"chromium timed out after {exc.timeout} s")
@@ -338,17 +406,20 @@ def main(argv: list[str] | None = None) -> int:
                          "(default: $RSTN_MATHJAX)")
     args = ap.parse_args(argv)
     book = book_root(args.book_dir or args.path or ".")
+    html_dir = None
+    if args.path and (Path(args.path) / "index.html").is_file():
+        html_dir = Path(args.path).resolve()      # a built book elsewhere (--path-output)
     mathjax = Path(args.mathjax) if args.mathjax else None
     if mathjax is not None and not mathjax.is_file():
         print(f"FAIL: --mathjax {mathjax} is not a file")
         return 1
     try:
-        fails, info = static_checks(book)
+        fails, info = static_checks(book, html_dir)
     except (OSError, ValueError) as exc:
         print(f"FAIL: {exc}")
         return 1
     if not args.no_browser and info["pages"]:
-        fails += browser_checks(book, info, mathjax)
+        fails += browser_checks(book, info, mathjax, html_dir)
     for f in fails:
         print(f"FAIL: {f}")
     print(f"book check: {info['pages']} pages ({info['notebooks']} notebooks, "

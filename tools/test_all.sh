@@ -14,7 +14,11 @@ python -m pytest -q -m "not slow" tests
 t_unit=$(date +%s)
 python -m pytest -q -m slow --durations=0 tests/test_notebooks.py
 t_nb=$(date +%s)
-jupyter-book build . --path-output . > _build/book_build.log 2>&1 || {
+python tools/book_mathjax.py          # MathJax 3 for the pages, fetched once with npm
+# one progress line per notebook (read or executed); the whole log goes to the file
+jupyter-book build . --path-output . 2>&1 | tee _build/book_build.log \
+  | sed -u 's/\x1b\[[0-9;]*m//g' | { grep --line-buffered -oE "(reading sources\.\.\. \[ *[0-9]+%\] notebooks/[^ ]+|Execut(ing|ed) notebook.*)" \
+      | sed -u 's/^/book: /' || true; } || {
   tail -60 _build/book_build.log; echo "book build failed (log: _build/book_build.log)"; exit 1; }
 t_book=$(date +%s)
 test -f _build/html/index.html || { echo "book build produced no _build/html/index.html"; exit 1; }

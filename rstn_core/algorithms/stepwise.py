@@ -122,8 +122,9 @@ def load_stepwise(cfg: Config, run_dir, equal_time: bool = False) -> StepwiseNet
     scaled from 512-px slices to `cfg.slice_size`.
 
     equal_time: each fine net is replaced by its last snapshot whose training time does not
-    exceed its view's coarse net's (cpu_experiment.md: a cheaper fine iteration can pose as a
-    method gain; this compares the two stages at equal training time).
+    exceed its view's coarse net's (a fine iteration is cheaper, so at equal iterations the
+    fine stage gets more training and that can pose as a method gain; this compares the two
+    stages at equal training time).
     """
     run_dir = Path(run_dir)
     coarse, fine = {}, {}

@@ -7,8 +7,24 @@ from rstn_core.bench.published import AUTHORS_CPU_RSTN_ITERATION_96, PUBLISHED
 __all__ = ["render_result", "render_markdown", "render_gpu_check", "table"]
 
 
-def _f(v, fmt="{:.3g}", none="—"):
-    return none if v is None else fmt.format(v)
+def _f(v, fmt=None, none="—"):
+    """A number for people: 3 significant digits, thousands with separators (never 1e+03)."""
+    if v is None:
+        return none
+    if fmt is not None:
+        return fmt.format(v)
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _sci(v) -> str:
+    """A small number for people: "7.9 × 10⁻⁸" (0 stays "0")."""
+    if not v:
+        return "0"
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
 def _pct(v):
@@ -95,9 +111,9 @@ def render_result(res: dict) -> str:
         parts += [f"**Batched inference** (`coarse_probability`, {bt['view']} view, "
                   f"{bt['windows']} windows of {bt['slice'][0]}×{bt['slice'][1]}):", "",
                   table([f"batch {r1['batch']}: s", f"batch {r2['batch']}: s", "speed-up",
-                          "max |Δp|", "same probabilities"],
+                          "max \\|Δp\\|", "same probabilities"],
                          [[_f(r1["seconds"]), _f(r2["seconds"]), f"{bt['speedup']:.2f}×",
-                           f"{bt['max_abs_diff']:.1e}", "yes" if bt["allclose"] else "**no**"]]),
+                           _sci(bt['max_abs_diff']), "yes" if bt["allclose"] else "**no**"]]),
                   ""]
     tr = res.get("training")
     if tr:

@@ -36,7 +36,7 @@ __all__ = ["load_case", "list_cases", "detect_source", "read_nifti", "read_label
 #: Label names assumed for a label file with no dataset.json beside it.
 DEFAULT_LABELS: dict[int, str] = {0: "background", 1: "pancreas", 2: "cyst"}
 _NIFTI = (".nii", ".nii.gz")
-# plausible mean HU under a contrast-enhanced pancreas label (papers.md: ~100)
+# plausible mean HU under a contrast-enhanced pancreas label (about 100 HU in portal-venous CT)
 _PANCREAS_HU_RANGE = (40.0, 200.0)
 
 

@@ -1,9 +1,8 @@
 r"""Pancreatic cysts: segment the pancreas first, then the cyst near it (book chapter, 2019).
 
 A cyst is often < 0.1 % of the volume, and > 95 % of its voxels lie inside the pancreas in
-121 of 131 of the chapter's cases. So the cyst networks see a restricted input (papers.md,
-"Pancreatic cyst"; Eq. 3.3 of the chapter per the project brief, a number not yet checked
-against the PDF):
+121 of 131 of the chapter's cases. So the cyst networks see a restricted input (the
+chapter's cyst stage; the book's Extensions page gives the equation):
 
 .. math:: X'_i = X_i \cdot \mathbb{1}\{\exists\, j:\ P_j > 0.5 \text{ and } |i - j| < t\},
           \qquad t = 15 \text{ voxels}
@@ -105,7 +104,7 @@ def pancreas_region(mask, t: float = 15, spacing=None) -> np.ndarray:
         returns: bool array of mask's shape. An empty mask gives an empty region (nothing
         is near no pancreas), so X' is all background.
     Reference:
-        Zhou et al., book chapter 2019 (cyst stage; papers.md, "Pancreatic cyst").
+        Zhou et al., book chapter 2019 (cyst stage; the book's Extensions page).
     """
     m = _binary(mask, "pancreas_region", "mask")
     if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) \
@@ -152,7 +151,7 @@ def restrict_to_region(image_hu, region, fill_hu: float = -1000.0) -> np.ndarray
     Shapes:
         returns: float32 array of image_hu's shape.
     Reference:
-        Zhou et al., book chapter 2019 (cyst stage; papers.md, "Pancreatic cyst").
+        Zhou et al., book chapter 2019 (cyst stage; the book's Extensions page).
     """
     if not isinstance(image_hu, np.ndarray):
         raise TypeError(f"restrict_to_region: image_hu must be a numpy array in HU, got "

@@ -9,8 +9,8 @@ in the run root (so runs of different organs never share a folder)::
                --runs runs/organs/duodenum
     -> runs/organs/<target>/<scale>/<method>/fold<K>/test/{results.json, probs/<case>.npz}
 
-A voxel claimed by several organs goes to the most confident one (papers.md, "Multi-organ
-study"):
+A voxel claimed by several organs goes to the most confident one (the chapter's multi-organ
+study; the book's Extensions page):
 
 .. math:: \ell(i) = \begin{cases} \arg\max_k P_k(i) & \text{if } \max_k P_k(i) > 0.5 \\
           0 \text{ (background)} & \text{otherwise} \end{cases}
@@ -104,7 +104,7 @@ def merge_organs(probs: dict, threshold: float = 0.5, values: dict | None = None
     Shapes:
         returns: uint8 label map of the maps' shape, 0 = background.
     Reference:
-        Zhou et al., book chapter 2019 (multi-organ study; papers.md).
+        Zhou et al., book chapter 2019 (multi-organ study; the book's Extensions page).
     """
     if not isinstance(probs, dict):
         raise TypeError(f"merge_organs: probs must be a dict {{organ name: probability map}}, "
