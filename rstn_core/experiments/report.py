@@ -19,10 +19,10 @@ __all__ = ["collect", "miccai_table", "rstn_table", "convergence_table", "compar
 ROUNDS = (1, 2, 3, 5, 10)
 
 
-def collect(runs_root, scale: str | None = None) -> dict:
+def collect(run_root, scale: str | None = None) -> dict:
     """{(scale, method, variant): [case rows with "fold" and "id"]} from every results.json."""
     out = defaultdict(list)
-    for path in sorted(Path(runs_root).glob("*/*/fold*/test/results.json")):
+    for path in sorted(Path(run_root).glob("*/*/fold*/test/results.json")):
         res = json.loads(path.read_text())
         if scale and res["scale"] != scale:
             continue
@@ -157,7 +157,7 @@ def compare_runs(a_run, b_run, a_stop: str | None = None, b_stop: str | None = N
                             coarse_name="their coarse nets (fused)")
 
 
-def claim_table(runs_root, scale: str) -> str:
+def claim_table(run_root, scale: str) -> str:
     """The MICCAI claim measured fairly: fine stage (d(t) > 0.95) vs the fused coarse result,
     paired over the same cases, at equal iterations (test/) and at equal time
     (test_equal_time/: each fine net at its coarse net's training time)."""
@@ -165,7 +165,7 @@ def claim_table(runs_root, scale: str) -> str:
              "wins / losses | p (paired t) |", "|---|---|---|---|---|---|"]
     for sub, what in (("test", "equal iterations"), ("test_equal_time", "equal time")):
         rows = []
-        for path in sorted(Path(runs_root).glob(f"{scale}/stepwise/fold*/{sub}/results.json")):
+        for path in sorted(Path(run_root).glob(f"{scale}/stepwise/fold*/{sub}/results.json")):
             rows += json.loads(path.read_text())["cases"]
         if not rows:
             continue
@@ -228,11 +228,11 @@ def fold_table(res: dict) -> str:
         _views_and_pp(rows) + (f"\n\n{surf}" if surf else "")
 
 
-def report(runs_root="runs", scale: str | None = None, book_path=None) -> str:
-    """All tables from every fold found under `runs_root`; optionally the book page too."""
-    groups = collect(runs_root, scale)
+def report(run_root="runs", scale: str | None = None, book_path=None) -> str:
+    """All tables from every fold found under `run_root`; optionally the book page too."""
+    groups = collect(run_root, scale)
     if not groups:
-        return f"no results under {runs_root}; run `rstn test --method ... --fold K` first."
+        return f"no results under {run_root}; run `rstn test --method ... --fold K` first."
     parts = []
     for sc in sorted({k[0] for k in groups}):
         step = groups.get((sc, "stepwise", ""), [])
@@ -243,7 +243,7 @@ def report(runs_root="runs", scale: str | None = None, book_path=None) -> str:
         if step:
             parts.append(f"### Stepwise (MICCAI Algorithm 1), {len(step)} cases\n\n"
                          + miccai_table(step) + "\n\n" + _views_and_pp(step) + "\n")
-            claim = claim_table(runs_root, sc)
+            claim = claim_table(run_root, sc)
             if claim:
                 parts.append("### Does the fine stage beat the coarse one?\n\n" + claim + "\n")
         for name, rows in rstns.items():

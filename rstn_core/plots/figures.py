@@ -194,7 +194,7 @@ def _distractor(case):
     return m if m.any() else None
 
 
-def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
+def write_figures(run_root, scale: str, out_dir, rstn_name: str = "rstn",
                   view: str = "axial", min_area: int = 20) -> dict:
     """Write convergence.png, context_case.png and saliency.png for a run root's folds.
 
@@ -203,7 +203,7 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     P(0) of Algorithm 2. Returns {"context": find_context_case(...) + fold, "files": [...]}.
     """
 
-    root, out = Path(runs_root) / scale, Path(out_dir)
+    root, out = Path(run_root) / scale, Path(out_dir)
     pairs = [(p.parents[1], root / rstn_name / p.parents[1].name) for p in
              sorted((root / "stepwise").glob("fold*/test/results.json"))]
     pairs = [(s, r) for s, r in pairs if (r / "test" / "results.json").is_file()]
@@ -242,7 +242,7 @@ def write_figures(runs_root, scale: str, out_dir, rstn_name: str = "rstn",
     atomic_savefig(fig, files[-1], dpi=90, bbox_inches="tight")   # never half a PNG
     # 3. the saliency maps g(P(0)) of that slice, through the fold's RSTN of `view`
     tag = rstn_name.split("-", 1)[1] if "-" in rstn_name else ""
-    models = load_method(cfg.replace(device="cpu", run_root=str(runs_root)), "rstn",
+    models = load_method(cfg.replace(device="cpu", run_root=str(run_root)), "rstn",
                          best["fold"], tag)
     with torch.inference_mode():
         p0 = np.asarray(rstn_predict(case.image, models, thr=None, T=1).probs[0], np.float32)
