@@ -23,8 +23,15 @@ import torch
 from IPython.display import Markdown, display
 
 from rstn_core.config import SCALES, Config, get_config
+from rstn_core.data import fold_split, make_folds, target_mask
+from rstn_core.data.phantom import make_case, phantom_preset
+from rstn_core.experiments.pipeline import load_method
 
-__all__ = ["Lesson", "setup", "book_root", "md_table", "md_table_text", "SMOKE_ENV"]
+__all__ = ["Lesson", "setup", "book_root", "md_table", "md_table_text", "SMOKE_ENV",
+           "REFERENCE_SCALE"]
+
+#: The reference nets shipped in `reference/<scale>/<method>/fold0/` (tools/make_reference.py).
+REFERENCE_SCALE = "standard"
 
 SMOKE_ENV = "RSTN_SMOKE"          # CI sets RSTN_SMOKE=1: every notebook runs at the smoke scale
 COLAB_DRIVE = Path("/content/drive/MyDrive")
@@ -81,6 +88,35 @@ class Lesson:
             return p.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return str(path)
+
+
+    # -- the reference nets: what the methods do, shown with nets that learned something ---
+    def reference_config(self) -> Config:
+        """The config of the shipped reference nets: the standard scale, run root
+        `reference/` under the book's folder, on this lesson's device."""
+        return get_config(REFERENCE_SCALE, device=self.device, root=str(self.root),
+                          run_root="reference")
+
+    def reference_nets(self, method: str):
+        """The reference nets of fold 0 (`reference/standard/<method>/fold0`), loaded for
+        testing: StepwiseNets (method "stepwise") or RSTNModels ("rstn")."""
+        cfg = self.reference_config()
+        folder = cfg.path("run_root") / cfg.scale / method / "fold0"
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"no reference nets in {self.shown(folder)}; they ship with "
+                                    "the repository (make them with tools/make_reference.py).")
+        return load_method(cfg, method, 0)
+
+    def reference_case(self, k: int = 0):
+        """Test case k of fold 0 of the standard phantom, generated in memory (a few seconds;
+        no data set is written). Returns (case, label) with label the binary target."""
+        cfg = self.reference_config()
+        ids = list(range(cfg.n_cases))
+        _, test_ids = fold_split(ids, 0, folds=make_folds(ids, cfg.folds))
+        if not 0 <= k < len(test_ids):
+            raise ValueError(f"reference_case: k must be in 0..{len(test_ids) - 1}, got {k}.")
+        case = make_case(phantom_preset(REFERENCE_SCALE), cfg.seed, test_ids[k])
+        return case, target_mask(case, cfg.target)
 
 
 def book_root(start: str | Path | None = None) -> Path:
