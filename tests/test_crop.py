@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from rstn_core.crop import Box, bbox, crop, paste, random_margins
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.helpers import FAST, margins, masks2d, shapes2d
 
 H, W = 6, 8
 
@@ -165,3 +168,79 @@ def test_random_margins_bad_bounds(low, high, error):
 def test_random_margins_bad_rng():
     with pytest.raises(TypeError, match="default_rng"):
         random_margins(0, 0, 3)
+
+
+@FAST
+@given(masks2d, margins)
+def test_bbox_covers_the_mask_and_stays_inside(mask, margin):
+    box = bbox(mask, margin)
+    if not mask.any():
+        assert box is None                                  # empty mask: no box
+        return
+    h, w = mask.shape
+    assert 0 <= box.r0 < box.r1 <= h and 0 <= box.c0 < box.c1 <= w
+    inside = np.zeros_like(mask)
+    inside[box.slices] = True
+    assert not (mask & ~inside).any()                       # every foreground pixel inside
+    if margin == 0:                                         # tight: every edge touches the mask
+        assert mask[box.r0].any() and mask[box.r1 - 1].any()
+        assert mask[:, box.c0].any() and mask[:, box.c1 - 1].any()
+
+
+@FAST
+@given(masks2d, st.integers(0, 5), st.integers(0, 5))
+def test_bbox_grows_with_the_margin(mask, m1, m2):
+    small, large = bbox(mask, min(m1, m2)), bbox(mask, max(m1, m2))
+    if small is None:
+        assert large is None
+        return
+    assert large.r0 <= small.r0 and large.c0 <= small.c0
+    assert large.r1 >= small.r1 and large.c1 >= small.c1
+
+
+@FAST
+@given(masks2d)
+def test_bbox_of_a_window_is_the_union_of_its_slices(mask):
+    stack = np.stack([mask, np.zeros_like(mask), mask.T[: mask.shape[0], : mask.shape[1]]
+                      if mask.shape[0] == mask.shape[1] else mask])
+    union = stack.any(0)
+    assert bbox(stack) == bbox(union)
+
+
+boxes_in = shapes2d.flatmap(lambda s: st.tuples(
+    st.just(s), st.integers(0, s[0] - 1), st.integers(0, s[1] - 1)).flatmap(
+    lambda t: st.tuples(st.just(t[0]), st.builds(
+        Box, st.just(t[1]), st.integers(t[1] + 1, t[0][0]),
+        st.just(t[2]), st.integers(t[2] + 1, t[0][1])))))
+
+
+@FAST
+@given(boxes_in, st.integers(0, 3), st.floats(-2, 2))
+def test_paste_then_crop_is_identity_and_fills_outside(shape_box, seed, fill):
+    shape, box = shape_box
+    y = np.random.default_rng(seed).random((2, box.height, box.width)).astype(np.float32)
+    full = paste(y, box, shape, fill=np.float32(fill))
+    assert full.shape == (2,) + tuple(shape)
+    np.testing.assert_array_equal(crop(full, box), y)
+    outside = np.ones(shape, bool)
+    outside[box.slices] = False
+    assert np.all(full[:, outside] == np.float32(fill))
+
+
+@FAST
+@given(boxes_in, st.integers(0, 3))
+def test_crop_then_paste_keeps_the_box_only(shape_box, seed):
+    shape, box = shape_box
+    x = np.random.default_rng(seed).random(shape)
+    back = paste(crop(x, box), box, shape)
+    assert np.array_equal(back[box.slices], x[box.slices]) and back.sum() <= x.sum() + 1e-9
+
+
+@FAST
+@given(shapes2d)
+def test_a_box_outside_the_image_is_refused(shape):
+    h, w = shape
+    with pytest.raises(ValueError, match="inside the image"):
+        crop(np.zeros(shape), Box(0, h + 1, 0, w))
+    with pytest.raises(ValueError, match="non-empty"):
+        paste(np.zeros((0, w)), Box(0, 0, 0, w), shape)

@@ -21,11 +21,10 @@ import torch
 
 from rstn_core.engine import distributed
 from rstn_core.engine.loader import BatchSource
-from rstn_core.engine.slices import SliceSet
 from rstn_core.engine.train import iteration_rng
+from tests.helpers import ITERATIONS, toy_config, toy_slices
 
 ROOT = Path(__file__).resolve().parents[1]
-ITERATIONS = 4
 
 SCRIPT = textwrap.dedent('''
     import json, sys
@@ -37,7 +36,7 @@ SCRIPT = textwrap.dedent('''
     from rstn_core.engine.loader import batch_source
     from rstn_core.engine.slices import SliceSet
     from rstn_core.algorithms.stepwise import train_coarse
-    from tests.test_distributed import toy_config, toy_slices
+    from tests.helpers import toy_config, toy_slices
 
     out, mode = Path(sys.argv[1]), sys.argv[2]
     torch.set_num_threads(1)
@@ -63,28 +62,6 @@ SCRIPT = textwrap.dedent('''
         {"world": world, "written": written, "losses": stats["losses"],
          "share": type(src).__name__, "sizes": sizes}))
 ''')
-
-
-def toy_slices(n_cases=2, n=6, h=40, w=36, seed=0) -> SliceSet:
-    """Two small cases with a bright square target (as tests/test_train.py)."""
-    rng = np.random.default_rng(seed)
-    imgs, labs = [], []
-    for _ in range(n_cases):
-        lab = np.zeros((n, h, w), np.uint8)
-        lab[1:5, 12:22, 10:20] = 1
-        imgs.append((rng.random((n, h, w)) * 80 + lab * 150).astype(np.uint8))
-        labs.append(lab)
-    return SliceSet(imgs, labs)
-
-
-def toy_config():
-    """A tiny coarse net without BatchNorm or dropout, per-sample Dice, SGD, batch of 4."""
-    from rstn_core.config import get_config
-    return get_config("smoke").replace(**{
-        "model.width": 1 / 32, "model.batch_norm": False, "model.dropout": 0.0,
-        "train.coarse_loss": "dice", "train.optimizer": "sgd", "train.momentum": 0.9,
-        "train.coarse_lr": 0.05, "train.batch_size": 4, "train.coarse_iterations": ITERATIONS,
-        "train.checkpoint_every": 2, "train.keep_snapshots": False})
 
 
 def _free_port() -> int:
@@ -113,6 +90,7 @@ def two_ranks(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_both_ranks_end_with_the_same_weights(two_ranks):
     a = torch.load(two_ranks / "ddp_rank0.pt", weights_only=True)
     b = torch.load(two_ranks / "ddp_rank1.pt", weights_only=True)
@@ -126,6 +104,7 @@ def test_both_ranks_end_with_the_same_weights(two_ranks):
     assert info[0]["losses"] == info[1]["losses"]        # the mean over ranks, on every rank
 
 
+@pytest.mark.slow
 def test_only_rank_0_writes_files(two_ranks):
     r0, r1 = (json.loads((two_ranks / f"ddp_rank{r}.json").read_text())["written"]
               for r in (0, 1))
@@ -140,6 +119,7 @@ def test_only_rank_0_writes_files(two_ranks):
     assert len((run / "loss.csv").read_text().splitlines()) == ITERATIONS + 1
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_process_on_the_whole_batch(two_ranks, tmp_path):
     """Gradient averaging over the ranks' halves = the gradient of the whole batch."""
     from rstn_core.algorithms.stepwise import train_coarse

@@ -16,7 +16,7 @@ import pytest
 
 from rstn_core.data import Case, DataError, list_cases, load_folds
 from rstn_core.data.fetch import NIH_WITHDRAWN, Source, download, extract, fetch_msd, fetch_nih
-from tests.test_loaders import dicom_index_affine, write_dicom_series
+from tests.helpers import dicom_index_affine, write_dicom_series
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -5,6 +5,10 @@ import pytest
 import torch
 
 from rstn_core.fusion import keep_large_components, majority_vote, mean_probability
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from tests.helpers import FAST
 
 # (masks, expected): a voxel is on when more than half of the masks say so
 VOTE_CASES = [
@@ -127,3 +131,37 @@ def test_keep_large_components_empty(shape):
 def test_keep_large_components_bad_ratio(ratio):
     with pytest.raises(ValueError, match="ratio"):
         keep_large_components(np.ones((2, 2), bool), ratio)
+
+
+stacks = st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)).flatmap(
+    lambda s: arrays(bool, s))
+
+
+@FAST
+@given(stacks)
+def test_majority_vote_is_more_than_half(stack):
+    k = stack.shape[0]
+    out = majority_vote(stack)
+    np.testing.assert_array_equal(out, stack.sum(0) * 2 > k)
+    assert not majority_vote(np.zeros_like(stack)).any()       # no votes: nothing
+    assert majority_vote(np.ones_like(stack)).all()            # every vote: everything
+    np.testing.assert_array_equal(majority_vote(stack[::-1]), out)   # order of the views
+
+
+@FAST
+@given(st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)).flatmap(
+    lambda s: arrays(np.float32, s, elements=st.floats(0, 1, width=32))))
+def test_mean_probability_is_a_probability_between_the_views(probs):
+    p = mean_probability(probs)
+    assert p.dtype == np.float32 and p.shape == probs.shape[1:]
+    assert np.all(p >= probs.min(0) - 1e-6) and np.all(p <= probs.max(0) + 1e-6)
+
+
+@FAST
+@given(st.tuples(st.integers(1, 8), st.integers(1, 8)).flatmap(lambda s: arrays(bool, s)),
+       st.floats(0, 1))
+def test_keep_large_components_keeps_a_subset_with_the_largest(mask, ratio):
+    out = keep_large_components(mask, ratio)
+    assert out.shape == mask.shape and not (out & ~mask).any()
+    assert out.any() == mask.any()                              # empty stays empty
+    assert np.array_equal(keep_large_components(mask, 0.0), mask)

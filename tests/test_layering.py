@@ -113,3 +113,62 @@ def test_package_init_does_not_shadow_modules():
     for name in getattr(rstn_core, "__all__", []):
         assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).is_dir(), \
             f"rstn_core.{name} is both a module and a re-exported name"
+
+
+# -- the tests mirror the modules ----------------------------------------------------------------
+TESTS = Path(__file__).resolve().parent
+
+#: Modules without a test file of their own, and why. Re-export-only ``__init__.py``s and
+#: ``__main__.py`` are skipped by rule (an ``__init__`` with a function or class needs a file).
+NO_TEST_FILE = {
+    "data/storage.py": "deprecated re-export of rstn_core.io",
+    **{f"data/phantom/{m}.py": "tested through the package in test_phantom.py"
+       for m in ("anatomy", "body", "canvas", "geometry", "lookalikes", "pancreas", "render",
+                 "tissues", "write")},
+    **{f"bench/{m}.py": "tested in tests/test_bench*.py"
+       for m in ("authors_fcn", "command", "ddp_probe", "flops", "gpu_jobs", "gpu_parts",
+                 "hardware", "plot", "published", "render", "suite", "timing",
+                 "measure/algorithms", "measure/nets", "measure/training", "measure/volumes")},
+}
+
+
+def _needs_test_file(path):
+    if path.name == "__main__.py":
+        return False
+    if path.name == "__init__.py":
+        tree = ast.parse(path.read_text())
+        return any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in tree.body)
+    return True
+
+
+def test_every_module_has_a_test_file_named_for_it():
+    """rstn_core/<pkg>/<module>.py -> tests/test_<module>.py, or tests/test_<pkg>_<module>.py
+    where two modules share a name (an ``__init__`` with code: tests/test_<pkg>.py)."""
+    have = {p.stem for p in TESTS.glob("test_*.py")}
+    missing = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in NO_TEST_FILE or not _needs_test_file(path):
+            continue
+        name = path.parent.name if path.name == "__init__.py" else path.stem
+        if not {f"test_{name}", f"test_{path.parent.name}_{name}"} & have:
+            missing.append(f"{rel} -> tests/test_{name}.py")
+    assert not missing, "modules without a test file: " + ", ".join(missing)
+
+
+def test_no_allow_listed_module_is_gone():
+    gone = [rel for rel in NO_TEST_FILE if not (PACKAGE / rel).is_file()]
+    assert not gone, f"drop from NO_TEST_FILE in tests/test_layering.py: {gone}"
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
+def test_no_test_file_imports_another_test_file(path):
+    """Shared helpers live in tests/helpers.py, shared fixtures in tests/conftest.py."""
+    tree = ast.parse(path.read_text())
+    for node, module in _imports(tree):
+        assert not module.split(".")[-1].startswith("test_"), \
+            f"{path.name}:{node.lineno} imports {module}; move what it needs to tests/helpers.py"
+    for node in ast.walk(tree):                  # scripts that a test writes and runs
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert "from tests." + "test_" not in node.value, \
+                f"{path.name}:{node.lineno}: a script imports from a test file"

@@ -2,107 +2,22 @@
 bad-input catalogue: each bad input raises DataError with one line naming the file."""
 import gzip
 import json
-import os
-import time
 import warnings
 
 import nibabel as nib
 import numpy as np
 
-from rstn_core.views import window_uint8
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from rstn_core.data import (CaseCache, CaseRef, DataError, fold_split, inspect_path, list_cases,
-                            load_case, load_folds, make_case, make_folds, phantom_preset,
-                            read_dicom_series, save_folds, target_mask,
-                            write_dataset)
+from rstn_core.data import (CaseRef, DataError, list_cases,
+                            load_case, read_dicom_series, target_mask)
 from rstn_core.data.orient import axcodes
-
-
-def one_line(exc_info, *names):
-    msg = str(exc_info.value)
-    assert "\n" not in msg, msg
-    for n in names:
-        assert str(n) in msg, msg
-    return msg
-
-
-@pytest.fixture(scope="module")
-def case():
-    return make_case(phantom_preset("smoke"), 0, 2)
-
-
-@pytest.fixture(scope="module")
-def phantom_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "phantom"
-    write_dataset(root, phantom_preset("smoke"), 4, seed=0, progress=False)
-    return root
-
-
-def save(arr, affine, path):
-    nib.save(nib.Nifti1Image(arr, affine), str(path))
-    return path
+from tests.helpers import dicom_index_affine, one_line, save
 
 
 # -- DICOM writer for the tests (NIH-like: IOP [1,0,0,0,-1,0], spine at the top of each slice) --
-def dicom_index_affine(case):
-    """RAS affine of the DICOM index grid (column, row, slice sorted along the normal)."""
-    X, Y, Z = case.image.shape
-    sx, sy, sz = case.spacing
-    A = np.zeros((4, 4))
-    A[:3, 0] = (-sx, 0, 0)                   # column -> patient's left
-    A[:3, 1] = (0, sy, 0)                    # row -> anterior
-    A[:3, 2] = (0, 0, -sz)                   # normal = row x col = -z: slices from the top
-    A[:3, 3] = (case.affine @ [X - 1, 0, Z - 1, 1])[:3]
-    A[3, 3] = 1
-    return A
-
-
-def write_dicom_series(folder, case, shuffle=True):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-    folder.mkdir(parents=True, exist_ok=True)
-    X, Y, Z = case.image.shape
-    sx, sy, sz = case.spacing
-    series = generate_uid()
-    order = np.random.default_rng(0).permutation(Z) if shuffle else np.arange(Z)
-    for n, k in enumerate(order):
-        pix = case.image[::-1, :, k].T                             # (rows=y, columns=-x)
-        stored = np.rint(pix + 1024).astype(np.int16)              # intercept -1024
-        ras0 = case.affine @ [X - 1, 0, k, 1]
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientID, ds.SeriesInstanceUID = "CT", "PANCREAS_0007", series
-        ds.ImageOrientationPatient = [1, 0, 0, 0, -1, 0]
-        ds.ImagePositionPatient = [float(-ras0[0]), float(-ras0[1]), float(ras0[2])]
-        ds.PixelSpacing = [float(sy), float(sx)]
-        ds.SliceThickness = float(sz)
-        ds.Rows, ds.Columns = pix.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.InstanceNumber = n + 1
-        ds.PixelData = stored.tobytes()
-        ds.save_as(str(folder / f"1-{n + 1:03d}.dcm"), enforce_file_format=True)
-
-
-@pytest.fixture(scope="module")
-def nih_root(tmp_path_factory, case):
-    root = tmp_path_factory.mktemp("nih")
-    write_dicom_series(root / "PANCREAS_0007" / "1.2.3" / "4.5.6", case)
-    lab = case.labels.copy()
-    lab[lab > 1] = 0                                               # NIH: 1 = pancreas only
-    lab[case.labels == 2] = 1
-    idx = lab[::-1, :, ::-1]                                       # DICOM index order
-    save(idx.astype(np.uint8), dicom_index_affine(case), root / "label0007.nii.gz")
-    return root
 
 
 # -- phantom layout -------------------------------------------------------------------------------
@@ -304,12 +219,6 @@ def test_unknown_target(case):
     assert "pancreas" in msg and "kidneys" in msg
 
 
-def test_fold_out_of_range():
-    with pytest.raises(DataError) as e:
-        fold_split([f"c{i}" for i in range(8)], 4, k=4)
-    one_line(e, "fold 4", "0..3")
-
-
 def test_dataset_json_lists_missing_file(phantom_root, tmp_path):
     root = tmp_path / "broken"
     root.mkdir()
@@ -321,52 +230,12 @@ def test_dataset_json_lists_missing_file(phantom_root, tmp_path):
 
 
 # -- folds -----------------------------------------------------------------------------------------
-def test_folds_like_the_authors(tmp_path):
-    ids = [f"PANCREAS_{i:04d}" for i in range(82, 0, -1)]
-    folds = make_folds(ids)
-    assert [len(f) for f in folds] == [21, 21, 20, 20]
-    assert sum(folds, []) == sorted(ids)                            # contiguous sorted blocks
-    train, test = fold_split(ids, 1)
-    assert test == folds[1] and set(train) == set(ids) - set(test)
-    p = save_folds(folds, tmp_path / "folds.json")
-    assert load_folds(p) == folds
-    assert fold_split(ids, 2, folds=load_folds(p))[1] == folds[2]
-    with pytest.raises(DataError):
-        make_folds(ids[:3], k=4)
 
 
 # -- cache -----------------------------------------------------------------------------------------
-def test_cache_views_memmap_and_invalidation(phantom_root, tmp_path):
-    ref = list_cases(phantom_root)[1]
-    cache = CaseCache(tmp_path / "cache")
-    views = cache.get(ref)
-    case = load_case(ref)
-    img, lab = views["axial"]
-    assert isinstance(img, np.memmap) and img.dtype == np.uint8 and img.flags.c_contiguous
-    assert img.shape == (48, 96, 96) and views["sagittal"][0].shape == (96, 96, 48)
-    assert np.array_equal(img, np.moveaxis(window_uint8(case.image), 2, 0))
-    assert np.array_equal(lab, np.moveaxis(case.labels, 2, 0))
-    assert np.array_equal(views["coronal"][1], case.labels)
-    assert abs(window_uint8(np.float32([-100, 70, 240])) - [0, 128, 255]).max() <= 1
-    t0 = os.stat(cache.path(ref) / "meta.json").st_mtime_ns
-    cache.get(ref)                                                  # fresh: not rebuilt
-    assert os.stat(cache.path(ref) / "meta.json").st_mtime_ns == t0
-    time.sleep(0.01)
-    os.utime(ref.image, ns=(time.time_ns(), time.time_ns()))        # the source changed
-    cache.get(ref)
-    assert os.stat(cache.path(ref) / "meta.json").st_mtime_ns != t0
-    assert cache.info(ref)["window"] == [-100.0, 240.0]
 
 
 # -- inspect ---------------------------------------------------------------------------------------
-def test_inspect_dataset_and_scan(phantom_root, nih_root):
-    text = inspect_path(phantom_root)
-    assert "phantom; 4 cases" in text and "folds" in text and "pancreas" in text
-    assert len(text.splitlines()) < 25
-    text = inspect_path(nih_root)
-    assert "nih; 1 cases" in text and "mean HU under the pancreas" in text
-    text = inspect_path(get_testdata_file("CT_small.dcm"))
-    assert "128 x 128 x 1" in text and "RAS" in text and "none" in text
 
 
 def test_gz_written_by_gzip_is_read(tmp_path, case):

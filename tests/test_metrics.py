@@ -135,6 +135,10 @@ def test_paired_comparison_length_mismatch_raises():
 # Surface metrics: HD95 and NSD in mm (hand-worked cases, then MONAI as the reference)
 # ------------------------------------------------------------------------------------------
 from rstn_core.metrics import hd95, nsd, surface_distances, surface_metrics  # noqa: E402
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from tests.helpers import FAST
 
 
 def _cube(shape=(24, 24, 24), lo=(6, 6, 6), hi=(14, 14, 14)):
@@ -220,3 +224,27 @@ def test_surface_metrics_match_monai(seed, spacing):
         assert nsd(a, b, tol, spacing) == pytest.approx(ref, abs=1e-6)
     sm = surface_metrics(a, b, spacing)
     assert sm["hd95"] == pytest.approx(ref_hd, rel=1e-5, abs=1e-5)
+
+
+pairs = st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 4)).flatmap(
+    lambda s: st.tuples(arrays(bool, s), arrays(bool, s)))
+
+
+@FAST
+@given(pairs)
+def test_dsc_is_symmetric_bounded_and_one_on_itself(ab):
+    a, b = ab
+    v = dsc(a, b)
+    assert 0.0 <= v <= 1.0 and v == dsc(b, a)
+    assert dsc(a, a) == 1.0                                     # empty vs empty is 1 too
+    if a.any() != b.any():
+        assert v == 0.0 if not (a & b).any() else v > 0
+    n = a.sum() + b.sum()
+    if n:
+        assert v == pytest.approx(2 * (a & b).sum() / n)
+
+
+def test_dsc_of_empty_inputs():
+    e = np.zeros((0,), bool)
+    assert dsc(e, e) == 1.0
+    assert dsc(np.zeros((3, 3), bool), np.ones((3, 3), bool)) == 0.0

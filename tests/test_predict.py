@@ -19,7 +19,7 @@ from rstn_core.engine.train import FINAL
 from rstn_core.experiments.predict import Member, Predictor, read_scan, to_scan_grid
 from rstn_core.io import atomic_save_nifti, atomic_torch_save
 from rstn_core.networks.build import build_net
-from tests.test_loaders import dicom_index_affine, write_dicom_series
+from tests.helpers import dicom_index_affine, write_dicom_series
 
 MARK_HU = 500.0          # the label's voxels get this HU; everything else stays below 400
 

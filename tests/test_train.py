@@ -1,39 +1,12 @@
-import numpy as np
 import pytest
 import torch
 
 from rstn_core.config import get_config
-from rstn_core.engine.slices import SliceSet, positive_threshold
 from rstn_core.algorithms.stepwise import train_coarse, train_fine
 from rstn_core.engine.train import TrainSpec, run_training
+from tests.helpers import toy_slices as _toy_slices
 
 
-def _toy_slices(n_cases=2, n=6, h=40, w=36, seed=0):
-    rng = np.random.default_rng(seed)
-    imgs, labs = [], []
-    for _ in range(n_cases):
-        lab = np.zeros((n, h, w), np.uint8)
-        lab[1:5, 12:22, 10:20] = 1
-        img = (rng.random((n, h, w)) * 80 + lab * 150).astype(np.uint8)
-        imgs.append(img)
-        labs.append(lab)
-    return SliceSet(imgs, labs)
-
-
-def test_positive_threshold_uses_given_counts_only():
-    counts = np.array([0, 0, 10, 20, 30, 40, 1000])
-    assert positive_threshold(counts, 0.0) == 10
-    assert positive_threshold(np.zeros(5), 0.02) == 1.0
-    s = _toy_slices()
-    assert len(s.positive) == 2 * 4 and len(s.all) == 2 * 6
-
-
-def test_fine_batch_boxes_cover_the_label_with_margins():
-    s = _toy_slices()
-    x, y, valid, boxes = s.fine_batch(np.random.default_rng(1), 4, 0, 3)
-    for b, box in enumerate(boxes):
-        assert box.r0 <= 12 and box.r1 >= 22 and box.c0 <= 10 and box.c1 >= 20
-        assert box.r0 >= 9 and box.r1 <= 25 and box.c0 >= 7 and box.c1 <= 23
 
 
 def _cfg(tmp_path, iters=6):

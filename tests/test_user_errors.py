@@ -400,12 +400,3 @@ def test_a_bad_setting_writes_nothing(tmp_path, smoke_dataset, run_rstn):
                             smoke_dataset, "--runs", tmp_path / "runs", "--set", "train.zoom=abc")
     assert code == 2 and "train.zoom" in err[0]
     assert not (tmp_path / "runs").exists()
-
-
-def test_library_errors_are_one_family():
-    from rstn_core.data import DataError
-    from rstn_core.errors import ConfigError, FileFormatError, RstnError, RunFolderError
-    for cls in (DataError, ConfigError, FileFormatError, RunFolderError):
-        assert issubclass(cls, RstnError)
-    assert issubclass(ConfigError, ValueError) and issubclass(RunFolderError, FileExistsError)
-    assert str(DataError("a\nb")) == "a b"

@@ -7,20 +7,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from tests.helpers import PLOT_SHAPE as SHAPE, plot_case as _case
 from rstn_core.plots import viz
-from rstn_core.plots.viewer import viewer
-
-SHAPE = (20, 24, 16)  # (x, y, z)
-
-
-def _case():
-    rng = np.random.default_rng(0)
-    vol = rng.normal(40, 20, SHAPE).astype(np.float32)       # HU
-    lab = np.zeros(SHAPE, bool)
-    lab[8:12, 10:15, 6:10] = True
-    pred = np.zeros(SHAPE, bool)
-    pred[9:13, 10:16, 6:9] = True
-    return vol, lab, pred
 
 
 def _gids(ax, gid):
@@ -114,33 +102,6 @@ def test_iteration_figure_one_panel_per_round():
     assert all(_gids(ax, "label") == [] for ax in fig.axes)
     with pytest.raises(ValueError, match="masks is empty"):
         viz.iteration_figure(vol, lab, [])
-
-
-def test_viewer_returns_widget_that_redraws():
-    widgets = pytest.importorskip("ipywidgets")
-    vol, lab, pred = _case()
-    w = viewer(vol, lab, [pred, lab], spacing=(1, 1, 2))
-    assert isinstance(w, widgets.Widget)
-    first = w.image.value
-    assert first[:4] == b"\x89PNG"
-    w.round.value = 0
-    assert w.image.value != first
-    w.view.value = "coronal"
-    assert w.slice.max == SHAPE[0] - 1
-
-
-def test_viewer_static_fallback_is_a_figure():
-    vol, lab, pred = _case()
-    fig = viewer(vol, lab, [pred, lab], static=True)
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == 3
-
-
-def test_viewer_falls_back_without_ipywidgets(monkeypatch):
-    from rstn_core.plots import viewer as viewer_module
-    monkeypatch.setattr(viewer_module, "widgets", None)      # as if the import had failed
-    vol, lab, pred = _case()
-    assert isinstance(viewer(vol, lab, pred), Figure)
 
 
 def test_curves_draws_mean_and_cases():
