@@ -351,7 +351,7 @@ def cyst_fold(cfg: Config, method: str, fold: int, region_from=None,
 # --------------------------------------------------------------------------------------------
 def final_dsc(row: dict, method: str) -> float:
     """A case's final DSC as `test_fold` stores it: stepwise stops at d(t) > 0.95 (MICCAI),
-    RSTN at DSC(Z(t-1), Z(t)) >= 0.99 (CVPR)."""
+    RSTN at DSC(Z(t-1), Z(t)) > 0.99 (CVPR)."""
     return row["stop"]["0.95" if method == "stepwise" else "0.99"]["dsc"]
 
 

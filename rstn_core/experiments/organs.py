@@ -199,7 +199,7 @@ def organ_rows(root, scale: str, targets=None) -> dict:
 
     Reads ``<root>/<target>/<scale>/<method>/fold*/test/results.json``. Coarse = the fused
     coarse mask Z(0) before post-processing; fine = the stop rule `test_fold` stores
-    (stepwise d(t) > 0.95, RSTN >= 0.99).
+    (stepwise d(t) > 0.95, RSTN > 0.99).
     """
     root = Path(root)
     if targets is None:

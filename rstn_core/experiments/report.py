@@ -98,7 +98,7 @@ def convergence_table(groups: dict) -> str:
     for name, rows in groups.items():
         T = len(rows[0]["d"])
         ds = [f"{np.mean([r['d'][t - 1] for r in rows]):.4f}" if t <= T else "–" for t in ROUNDS]
-        conv = sum(any(x >= 0.99 for x in r["d"]) for r in rows)
+        conv = sum(any(x > 0.99 for x in r["d"]) for r in rows)
         lines.append(f"| {name} | " + " | ".join(ds) +
                      f" | {np.mean([r['stop']['0.95']['iterations'] for r in rows]):.2f}"
                      f" | {np.mean([r['stop']['0.99']['iterations'] for r in rows]):.2f}"
@@ -147,7 +147,7 @@ def _run_rows(run) -> tuple[list, str]:
 def compare_runs(a_run, b_run, a_stop: str | None = None, b_stop: str | None = None) -> str:
     """The paired comparison of two runs on their common cases (`rstn compare A B`), e.g. RSTN
     against stepwise nets trained for as long (equal time). Each run stops with its method's
-    rule unless told otherwise (stepwise: d > 0.95, MICCAI; RSTN: d >= 0.99, CVPR)."""
+    rule unless told otherwise (stepwise: d > 0.95, MICCAI; RSTN: d > 0.99, CVPR)."""
     (a, ma), (b, mb) = _run_rows(a_run), _run_rows(b_run)
     rule = {"stepwise": "0.95", "rstn": "0.99"}
     a_stop, b_stop = a_stop or rule[ma], b_stop or rule[mb]
@@ -248,7 +248,7 @@ def report(run_root="runs", scale: str | None = None, book_path=None) -> str:
                 parts.append("### Does the fine stage beat the coarse one?\n\n" + claim + "\n")
         for name, rows in rstns.items():
             parts.append(f"### {name} (CVPR Algorithm 2), {len(rows)} cases\n\n"
-                         + miccai_table(rows, strict=False) + "\n\n" + _views_and_pp(rows) + "\n")
+                         + miccai_table(rows, strict=True) + "\n\n" + _views_and_pp(rows) + "\n")
         surf = surface_table({**({"stepwise": step} if step else {}), **rstns})
         if surf:
             parts.append("### Boundary metrics beside DSC (HD95, NSD; not in the papers)\n\n"
