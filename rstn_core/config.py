@@ -66,6 +66,7 @@ class TrainConfig:
     coarse_loss: str = "dice"    # "dice" (papers: positive slices) or "dice_bce" (all slices)
     positive_fraction: float = 0.5   # dice_bce: share of positive windows in a batch
     drop_smallest: float = 0.02  # authors: the smallest 2% of positive slices are dropped
+    min_target_px: int = 0       # MICCAI: coarse slices need >= 100 target px (at 512 px)
     margin_low: int = 0          # MICCAI: fine-training margins uniform in {0..60} at 512 px
     margin_high: int = 60
     zoom: int = 1                # fine crops upsampled by this factor (1 = the papers)
@@ -274,8 +275,8 @@ RULES = {
     "train.weight_decay": _ge(0), "train.batch_size": _ge(1), "train.coarse_iterations": _ge(1),
     "train.coarse_lr": _LR, "train.fine_iterations": _ge(1), "train.fine_lr": _LR,
     "train.lr_decay_every": _ge(0), "train.coarse_loss": Rule(choices=("dice", "dice_bce")),
-    "train.positive_fraction": Rule(lo=0, hi=1), "train.drop_smallest": Rule(lo=0, hi=1,
-                                                                              hi_open=True),
+    "train.positive_fraction": Rule(lo=0, hi=1), "train.min_target_px": _ge(0),
+    "train.drop_smallest": Rule(lo=0, hi=1, hi_open=True),
     "train.margin_low": _ge(0), "train.margin_high": _ge(0), "train.zoom": _ge(1),
     "train.checkpoint_every": _ge(1), "train.threads": _ge(0), "train.workers": _ge(0),
     "train.prefetch": _ge(1), "train.amp": Rule(choices=AMP_MODES),
@@ -378,6 +379,7 @@ def get_config(scale: str = "standard", **overrides) -> Config:
         # ImageNet VGG16 as the papers fine-tune a pre-trained FCN-8s.
         cfg.n_cases = 82
         cfg.model.pretrained = "imagenet"
+        cfg.train.min_target_px, cfg.train.drop_smallest = 100, 0.0   # MICCAI's rule
     elif scale == "colab":
         # A real VGG16 at 256 px that finishes one fold in a sitting on a free T4
         # (book/colab.md derives the iteration counts from the FLOPs per iteration).

@@ -18,3 +18,15 @@ def test_fine_batch_boxes_cover_the_label_with_margins():
     for b, box in enumerate(boxes):
         assert box.r0 <= 12 and box.r1 >= 22 and box.c0 <= 10 and box.c1 >= 20
         assert box.r0 >= 9 and box.r1 <= 25 and box.c0 >= 7 and box.c1 <= 23
+
+
+def test_miccai_min_pixels_rule_and_the_authors_quantile():
+    from rstn_core.engine.slices import positive_threshold
+    counts = np.array([0, 0, 5, 50, 120, 300, 400])
+    assert positive_threshold(counts, 0.0, min_pixels=100) == 100.0     # MICCAI: >= 100 px
+    assert positive_threshold(counts, 0.0) == 5.0                       # every positive slice
+    assert positive_threshold(counts, 0.5, min_pixels=1) == 120.0       # the median of 5
+    assert positive_threshold(np.zeros(3), 0.02, min_pixels=100) == 100.0
+    from rstn_core.config import get_config
+    paper = get_config("paper").train
+    assert (paper.min_target_px, paper.drop_smallest) == (100, 0.0)

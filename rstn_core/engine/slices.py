@@ -18,17 +18,24 @@ from rstn_core.views import window_indices
 __all__ = ["SliceSet", "positive_threshold"]
 
 
-def positive_threshold(counts: np.ndarray, drop_smallest: float) -> float:
-    """Smallest foreground pixel count a training slice must have.
+def positive_threshold(counts: np.ndarray, drop_smallest: float, min_pixels: int = 1) -> float:
+    """Smallest foreground pixel count a coarse training slice must have.
 
-    The authors keep slices with foreground and drop the smallest 2%; their threshold was
-    computed over all volumes, test fold included (a leak). Here `counts` must come from the
-    training fold only.
+    .. math:: \tau = \max(m,\ q_{\delta}(\{c_s : c_s > 0\}))
+
+    MICCAI keeps the slices whose target has at least m = 100 pixels (at 512 px, ~25 mm²);
+    the authors' code instead drops the smallest δ = 2 % of the positive slices, with the
+    quantile computed over all volumes, test fold included (a leak). Here both rules are
+    available and `counts` must come from the training fold only.
+
+    Args:
+        counts: target pixels per slice c_s (training fold); drop_smallest: δ in [0, 1);
+        min_pixels: m (>= 1).
     """
     pos = counts[counts > 0]
     if pos.size == 0:
-        return 1.0
-    return max(1.0, float(np.quantile(pos, drop_smallest)))
+        return float(max(1, min_pixels))
+    return max(float(max(1, min_pixels)), float(np.quantile(pos, drop_smallest)))
 
 
 @dataclass
@@ -39,17 +46,21 @@ class SliceSet:
         images: per case, (N, H, W) uint8 windowed slices ([-100, 240] HU -> 0..255), view first.
         labels: per case, (N, H, W) binary target of the same shape.
         drop_smallest: share of the smallest positive slices dropped (authors: 0.02).
+        min_pixels: a positive slice needs at least this many target pixels (MICCAI: 100 at
+            512 px; scaled to the slice size by the caller).
     """
     images: list
     labels: list
     drop_smallest: float = 0.02
+    min_pixels: int = 1
 
     def __post_init__(self):
         if len(self.images) != len(self.labels) or not self.images:
             raise ValueError(f"SliceSet: need the same, non-zero number of images and labels; "
                              f"got {len(self.images)} and {len(self.labels)}.")
         counts = [lab.reshape(lab.shape[0], -1).sum(1) for lab in self.labels]
-        self.threshold = positive_threshold(np.concatenate(counts), self.drop_smallest)
+        self.threshold = positive_threshold(np.concatenate(counts), self.drop_smallest,
+                                            self.min_pixels)
         self.all = np.array([(c, j) for c, lab in enumerate(self.labels)
                              for j in range(lab.shape[0])], dtype=np.int64)
         self.positive = np.array([(c, j) for c, cnt in enumerate(counts)

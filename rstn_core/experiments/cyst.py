@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from rstn_core.config import Config
+from rstn_core.config import Config, scaled_px
 from rstn_core.io import atomic_write_json
 from rstn_core.metrics import dsc, format_summary, summarize
 from rstn_core.data.labels import target_mask
@@ -222,7 +222,8 @@ def region_training_slices(cfg: Config, refs, view: str, spec: RegionSpec):
         imgs.append(np.ascontiguousarray(to_view(img, view)))
         labs.append(np.ascontiguousarray(to_view(target_mask(case, cfg.target)
                                                  .astype(np.uint8), view)))
-    return SliceSet(imgs, labs, cfg.train.drop_smallest)
+    return SliceSet(imgs, labs, cfg.train.drop_smallest,
+                    max(1, scaled_px(cfg.train.min_target_px ** 0.5, cfg.slice_size) ** 2))
 
 
 def _check_region(spec: RegionSpec, folder: Path):

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from rstn_core.algorithms.rstn import load_rstn, train_rstn
 from rstn_core.algorithms.stepwise import load_stepwise, train_coarse, train_fine
-from rstn_core.config import SCALES, Config, get_config
+from rstn_core.config import SCALES, Config, get_config, scaled_px
 from rstn_core.data import (CaseCache, DataError, fold_split, list_cases, load_case, load_folds,
                             make_folds, save_folds, target_mask)
 from rstn_core.data.labels import target_values
@@ -198,7 +198,8 @@ def training_slices(cfg: Config, refs, view: str, cache=None):
         img, lab = _case_view(cfg, r, cache, view)
         imgs.append(img)
         labs.append(lab)
-    return SliceSet(imgs, labs, cfg.train.drop_smallest)
+    return SliceSet(imgs, labs, cfg.train.drop_smallest,
+                    max(1, scaled_px(cfg.train.min_target_px ** 0.5, cfg.slice_size) ** 2))
 
 
 def _cache(cfg: Config):
