@@ -12,7 +12,7 @@ mkdir -p _build
 start=$(date +%s)
 python -m pytest -q -m "not slow" tests
 t_unit=$(date +%s)
-python -m pytest -q -m slow --durations=0 tests/test_notebooks.py
+python -m pytest -q -m slow --durations=0 tests     # the notebooks and the slow unit tests
 t_nb=$(date +%s)
 python tools/book_mathjax.py          # MathJax 3 for the pages, fetched once with npm
 # one progress line per notebook (read or executed); the whole log goes to the file
