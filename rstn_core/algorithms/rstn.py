@@ -19,7 +19,8 @@ from rstn_core.algorithms.rounds import RSTNResult, TestSettings, first_stop, in
 from rstn_core.algorithms.rstn_model import RSTN, build_rstn
 from rstn_core.config import Config
 from rstn_core.engine.device import autocast
-from rstn_core.engine.inference import coarse_probability, fine_probability, prepare_net
+from rstn_core.engine.inference import (ViewCache, coarse_probability, fine_probability,
+                                        prepare_net)
 from rstn_core.engine.slices import SliceSet
 from rstn_core.engine.train import TrainSpec, load_final, make_optimizer, run_training
 from rstn_core.fusion import keep_large_components, mean_probability
@@ -168,13 +169,13 @@ def load_rstn(cfg: Config, run_dir) -> RSTNModels:
 
 
 def fine_round(x: np.ndarray, models: RSTNModels, prev: np.ndarray, weights_from=None,
-               boxes_from=None) -> tuple[np.ndarray, int]:
+               boxes_from=None, cache: ViewCache | None = None) -> tuple[np.ndarray, int]:
     """One round of Algorithm 2: P(t) = mean over views of f_v(Crop[X ⊙ g(P(t-1)); P(t-1)]).
 
     Args:
         x: the windowed volume; prev: P(t-1) (float32: the map that made Z(t-1)); weights_from:
         the map g reads instead (strong oracle: Y); boxes_from: the map the boxes come from
-        instead (the oracles: Y).
+        instead (the oracles: Y); cache: x's ViewCache (its slices gathered once per view).
     Shapes:
         x, prev (X, Y, Z); returns ((X, Y, Z) float32 P(t), windows run).
     """
@@ -183,17 +184,19 @@ def fine_round(x: np.ndarray, models: RSTNModels, prev: np.ndarray, weights_from
         p, n = fine_probability(m.fine, x, prev, v, m.margin, m.zoom, models.batch_size,
                                 models.device, saliency=m.saliency, weights_from=weights_from,
                                 boxes_from=boxes_from, amp=models.amp,
-                                channels_last=models.channels_last)
+                                channels_last=models.channels_last, cache=cache)
         outs.append(p)
         n_run += n
     return mean_probability(outs).astype(np.float32), n_run        # P(t) = mean of the views
 
 
-def coarse_round(x: np.ndarray, models: RSTNModels):
+def coarse_round(x: np.ndarray, models: RSTNModels, cache: ViewCache | None = None):
     """P(0) = (P_C + P_S + P_A) / 3 and Z(0) = I[P(0) > 0.5] (optionally its large components,
-    dropped components pushed below 0.5 in P(0)); returns (P(0), Z(0), per-view maps)."""
+    dropped components pushed below 0.5 in P(0)); returns (P(0), Z(0), per-view maps).
+    cache: x's ViewCache, reused by the fine rounds."""
     view_probs = {v: coarse_probability(m.coarse, x, v, models.batch_size, models.device,
-                                        amp=models.amp, channels_last=models.channels_last)
+                                        amp=models.amp, channels_last=models.channels_last,
+                                        cache=cache)
                   for v, m in models.models.items()}
     p0 = mean_probability(list(view_probs.values()))                # P(0) = (P_C+P_S+P_A)/3
     z0 = p0 > 0.5                                                    # Z(0) = I[P(0) > 0.5]
@@ -219,14 +222,15 @@ def rstn_predict(image: np.ndarray, models: RSTNModels, thr: float | None = 0.99
         image (X, Y, Z); masks and probs of the result (X, Y, Z).
     """
     x = window(image) if hu else np.asarray(image, np.float32)
-    p, z, view_probs = coarse_round(x, models)
+    cache = ViewCache(x)                                              # X gathered once per view
+    p, z, view_probs = coarse_round(x, models, cache)
     z2, fallback = initial_mask(z, p)
     if fallback == "half-peak":
         p = np.where(z2, np.maximum(p, np.nextafter(np.float32(0.5), np.float32(1))),
                      p).astype(np.float32)
     probs, masks, d, runs = [p.astype(np.float16)], [z2], [], []
     for t in range(1, T + 1):
-        p, n = fine_round(x, models, p)                               # P(t)
+        p, n = fine_round(x, models, p, cache=cache)                  # P(t)
         z = p > 0.5                                                   # Z(t) = I[P(t) > 0.5]
         d.append(dsc(masks[-1], z))                                   # DSC(Z(t-1), Z(t))
         probs.append(p.astype(np.float16))

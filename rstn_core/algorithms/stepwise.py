@@ -17,7 +17,8 @@ from rstn_core.algorithms.rounds import FixedPointResult, TestSettings, first_st
 from rstn_core.config import Config, scaled_px
 from rstn_core.engine.batching import crop_batch, fine_forward, min_canvas
 from rstn_core.engine.device import autocast
-from rstn_core.engine.inference import coarse_probability, fine_probability, prepare_net
+from rstn_core.engine.inference import (ViewCache, coarse_probability, fine_probability,
+                                        prepare_net)
 from rstn_core.engine.slices import SliceSet
 from rstn_core.engine.train import (FINAL, TrainSpec, load_final, make_optimizer, run_training,
                                     snapshot_at_time)
@@ -170,7 +171,7 @@ def fixed_point_predict(image: np.ndarray, nets: StepwiseNets, R: float | None =
     """
     x = window(image) if hu else np.asarray(image, np.float32)
     margin = nets.margin if margin is None else margin
-    opts = dict(amp=nets.amp, channels_last=nets.channels_last)
+    opts = dict(amp=nets.amp, channels_last=nets.channels_last, cache=ViewCache(x))
     view_probs = {v: coarse_probability(nets.coarse[v], x, v, nets.batch_size, nets.device,
                                         **opts) for v in nets.views}
     z = majority_vote([p >= 0.5 for p in view_probs.values()])      # Z(0): fused coarse

@@ -12,13 +12,17 @@
 every number means. The package, one idea per module:
 
     flops       FLOP counting (torch's FlopCounterMode; nets on the meta device)
-    hardware    processor / GPU names and peak FLOP/s
+    hardware    processor / GPU names and peak FLOP/s, other processes on the CPU
     timing      wall-clock medians after warm-up (CUDA synchronised)
-    measure     the measurements: nets (forward, full width, batched), algorithms (oracle
-                nets), training (RSTN it/s and memory per T, one subprocess each)
+    authors_fcn a reference model of the authors' FCN-8s (pad 100, ceil pools, crops 5/9/31)
+    measure     the measurements: nets (forward, inference options, full width beside the
+                authors' architecture, batched), algorithms (oracle nets), volumes (Algorithm
+                2 against volume size; a full-width slab, ours beside the authors'), training
+                (RSTN it/s and memory per T, one subprocess each)
     suite       one benchmark run at a scale (run_benchmark)
     published   the papers' and the authors' published figures (not ours), as a table
     render      Markdown tables
+    plot        seconds per volume against volume size (book/figures/perf_scaling.png)
     gpu_check   the prepared GPU check (parts in gpu_parts, the DDP job in ddp_probe)
     command     the `rstn bench` arguments and what they do
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rstn_core.bench.authors_fcn import AuthorsFCN8s
 from rstn_core.bench.command import DESCRIPTION, add_arguments, run_command
 from rstn_core.bench.flops import authors_fcn8s_flops, count_flops, fcn8s_flops
 from rstn_core.bench.gpu_check import PARTS, run_gpu_check
@@ -39,8 +44,11 @@ from rstn_core.bench.hardware import (
 from rstn_core.bench.measure import (
     bench_algorithms,
     bench_batched,
+    bench_cpu_options,
     bench_forward,
     bench_full_width,
+    bench_scaling,
+    bench_slab,
     bench_training,
     randomise_scores,
 )
@@ -61,7 +69,8 @@ __all__ = ["bench_main", "add_arguments", "run_command", "DESCRIPTION", "run_ben
            "bench_forward", "bench_full_width", "bench_algorithms", "bench_batched",
            "bench_training", "randomise_scores", "render_result", "render_markdown",
            "render_gpu_check", "AUTHORS_CPU_SECONDS", "AUTHORS_CPU_RSTN_ITERATION_96",
-           "PUBLISHED", "PUBLISHED_FIGURES"]
+           "PUBLISHED", "PUBLISHED_FIGURES", "AuthorsFCN8s", "bench_cpu_options",
+           "bench_scaling", "bench_slab"]
 
 
 def bench_main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import torch
 
 from rstn_core.bench.gpu_check import PARTS, run_gpu_check
 from rstn_core.bench.measure import WORKER_MARK, train_worker
+from rstn_core.bench.plot import plot_scaling
 from rstn_core.bench.render import render_markdown, render_result
 from rstn_core.bench.suite import MEASUREMENTS, run_benchmark
 from rstn_core.config import SCALES, get_config
@@ -61,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--markdown", default=None,
                     help="also write the tables as markdown to this file, e.g. "
                          "book/performance_generated.md")
+    ap.add_argument("--label", default=None,
+                    help="a name for this run in the tables and the figure (e.g. 'after: "
+                         "crop-local fine stage')")
+    ap.add_argument("--plot", default=None,
+                    help="also draw seconds per volume against volume size (the results' "
+                         "'scaling' measurement) into this PNG, e.g. book/figures/perf_scaling.png")
     ap.add_argument("--render", nargs="*", default=None, metavar="JSON",
                     help="measure nothing: render these result files (none: the placeholder) "
                          "to --markdown (or stdout)")
@@ -113,6 +120,8 @@ def _render(args):
         raise FileFormatError(f"--render: a result file is not JSON ({e}); pass files "
                               "written by `rstn bench --out`.") from None
     text = render_markdown(results)
+    if args.plot and plot_scaling(results, args.plot):
+        print(f"wrote {args.plot}")
     if args.markdown:
         atomic_write_text(args.markdown, text)
         print(f"wrote {args.markdown}")
@@ -151,8 +160,11 @@ def run_command(args: argparse.Namespace) -> None:
     res = run_benchmark(args.scale, device, quick=args.quick, peak_override=args.peak_flops,
                         only=args.only, checkpointing=args.checkpointing,
                         compile=args.compile, channels_last=args.channels_last)
+    res["meta"]["label"] = args.label
     out = Path(args.out) if args.out else run_root / "bench" / f"{args.scale}_{device}.json"
     atomic_write_json(out, res)
+    if args.plot and plot_scaling([res], args.plot):
+        print(f"wrote {args.plot}")
     print(render_result(res))
     print(f"\nwrote {out}")
     if args.markdown:

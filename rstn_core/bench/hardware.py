@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
 
 from rstn_core.errors import ConfigError
 
-__all__ = ["GPU_PEAKS", "CUDA_PEAKS", "cpu_peak_flops", "cuda_peak_flops", "gpu_peaks",
-           "device_peak", "device_name", "available_cpus", "load_average"]
+__all__ = [
+    "CUDA_PEAKS",
+    "GPU_PEAKS",
+    "available_cpus",
+    "cpu_peak_flops",
+    "cuda_peak_flops",
+    "device_name",
+    "device_peak",
+    "gpu_peaks",
+    "load_average",
+    "running_jobs",
+]
 
 T = 1e12
 # Dense peak FLOP/s per precision (no sparsity), from the vendors' data sheets; approximate.
@@ -66,6 +77,41 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+def _cpu_ticks() -> dict[int, tuple[int, str]]:
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        out[int(d.name)] = (int(fields[11]) + int(fields[12]), cmd.strip())   # utime + stime
+    return out
+
+
+def running_jobs(seconds: float = 0.5, min_share: float = 0.1) -> list[dict]:
+    """Other processes using the CPU now: those above `min_share` of one core over `seconds`
+    (Linux /proc; [] elsewhere), so a benchmark can say what else was running.
+
+    Returns:
+        [{"pid", "cpu" (cores, 1.0 = one core busy), "command" (first 100 characters)}],
+        busiest first.
+    """
+    if not Path("/proc/self/stat").exists():
+        return []
+    hz = os.sysconf("SC_CLK_TCK")
+    a = _cpu_ticks()
+    time.sleep(seconds)
+    b = _cpu_ticks()
+    me = os.getpid()
+    rows = [{"pid": pid, "cpu": round((t - a[pid][0]) / hz / seconds, 2), "command": cmd[:100]}
+            for pid, (t, cmd) in b.items() if pid in a and pid != me]
+    return sorted((r for r in rows if r["cpu"] >= min_share), key=lambda r: -r["cpu"])
 
 
 def _max_ghz_sysfs() -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rstn_core.bench.published import AUTHORS_CPU_RSTN_ITERATION_96, PUBLISHED
 
-__all__ = ["render_result", "render_markdown", "render_gpu_check", "table"]
+__all__ = ["render_gpu_check", "render_markdown", "render_result", "table"]
 
 
 def _f(v, fmt=None, none="—"):
@@ -31,6 +31,15 @@ def _pct(v):
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def _rng(t: dict, per: int = 1) -> str:
+    """'median (min–max)' of a timing dict, divided by `per` (e.g. the batch)."""
+    return f"{t['median'] / per:.3g} ({t['min'] / per:.3g}–{t['max'] / per:.3g})"
+
+
+def _x(v, r) -> str:
+    return f"{v:.2f}× ({r[0]:.2f}–{r[1]:.2f})"
+
+
 def _g(v):
     return "—" if v is None else f"{v / 1e9:.3g}"
 
@@ -51,6 +60,7 @@ def render_result(res: dict) -> str:
                                    ("activation_checkpointing", "activation checkpointing"))
             if meta.get(key)]
     head = (f"### {meta['scale']} scale on {meta['device_name']} ({meta['device']})"
+            + (f" — {meta['label']}" if meta.get("label") else "")
             + (" — quick" if meta.get("quick") else "")
             + (f" — {', '.join(opts)}" if opts else ""))
     info = meta.get("peak_info", {})
@@ -74,19 +84,28 @@ def render_result(res: dict) -> str:
                            _pct(r["peak_fraction"])]
                           + ([_f(r.get("first_call_seconds"))] if first else [])
                           for r in fw["rows"]]), ""]
+    opt = res.get("options")
+    if opt:
+        parts += [f"**Inference options** (the scale's FCN-8s, {opt['size'][0]}×{opt['size'][1]}, "
+                  f"batch {opt['batch']}, repeats interleaved; median and range):", "",
+                  table(["option", "s per batch", "speed-up", "max |Δp| vs as built"],
+                        [[r["option"], _rng(r["timing"]), f"{r['speedup']:.2f}×",
+                          f"{r['max_abs_diff']:.1e}"] for r in opt["rows"]]), ""]
     full = res.get("full_width")
     if full:
-        parts += [f"**Full-width FCN-8s** (VGG16 width, 7×7 fc6, no BN; batch of "
-                  f"{full[0]['batch']}) beside the authors' port (2-core CPU, batch 1, pad 100):",
-                  "",
-                  table(["input", "ours: s per slice", "authors: s per slice",
-                          "ours: GFLOP per slice", "authors: GFLOP per slice",
-                          "ours: GFLOP/s", "authors: GFLOP/s", "ours: of peak"],
-                         [[f"{r['size']}×{r['size']}", _f(r["seconds_per_slice"]),
-                           _f(r["authors_seconds_per_slice"]), _g(r["flops_per_slice"]),
-                           _g(r["authors_flops_per_slice"]), _g(r["flop_per_s"]),
-                           _g(r["authors_flop_per_s"]), _pct(r["peak_fraction"])]
-                          for r in full]), ""]
+        parts += ["**Full-width FCN-8s** (VGG16 width, 7×7 fc6, no BN) beside the reference "
+                  "model of the authors' architecture (pad 100, ceil-mode pools, un-padded "
+                  "7×7 fc6, crops 5/9/31), both measured in this run: the same input, batch "
+                  "and threads, repeats interleaved; seconds per slice, median (range):", "",
+                  table(["input", "batch", "ours: s per slice", "authors': s per slice",
+                         "speed-up", "ours: GFLOP per slice", "authors': GFLOP per slice",
+                         "ours: GFLOP/s", "authors': GFLOP/s", "ours: of peak"],
+                        [[f"{r['size']}×{r['size']}", r["batch"],
+                          _rng(r["timing"], r["batch"]), _rng(r["authors_timing"], r["batch"]),
+                          _x(r["speedup"], r["speedup_range"]), _g(r["flops_per_slice"]),
+                          _g(r["authors_flops_per_slice"]), _g(r["flop_per_s"]),
+                          _g(r["authors_flop_per_s"]), _pct(r["peak_fraction"])]
+                         for r in full]), ""]
     alg = res.get("algorithms")
     if alg:
         rows = []
@@ -132,10 +151,37 @@ def render_result(res: dict) -> str:
         opt = ok[0]["optimizer"] if ok else ""
         parts += [f"**RSTN training** (forward + backward + {opt} step, full "
                   f"{sl[0]}×{sl[1]} windows, ground-truth crops; memory: {kind}; the "
-                  f"authors' port: ~{AUTHORS_CPU_RSTN_ITERATION_96} s per iteration at 96×96 "
-                  "on a 2-core CPU):", "",
+                  f"published, not measured here: the authors' port ~{AUTHORS_CPU_RSTN_ITERATION_96} s "
+                  "per iteration at 96×96 on a 2-core CPU):", "",
                   table(["T", "batch", "it/s", "s per it", "peak MB", "Δ MB", "GFLOP per it",
                           "of peak", "note"], rows), ""]
+    sc = res.get("scaling")
+    if sc:
+        parts += [f"**Algorithm 2 per volume against its size** (the scale's nets, oracle, "
+                  f"T = {sc['T']} rounds, batch {sc['batch_size']}; repeats interleaved over "
+                  f"the sizes; fitted exponent of s ∝ voxels^a: **a = {sc['exponent']:.2f}**):",
+                  "", table(["volume", "voxels", "s per volume", "fine windows per round"],
+                            [["×".join(map(str, r["shape"])), f"{r['voxels']:,}",
+                              _rng(r["timing"]), r["windows_fine_per_round"][0]
+                              if r["windows_fine_per_round"] else 0]
+                             for r in sc["rows"]]), ""]
+    sl = res.get("slab")
+    if sl:
+        parts += [f"**A full-width {'×'.join(map(str, sl['shape']))} slab through Algorithm 2** "
+                  f"(views {', '.join(sl['views'])}, T = {sl['T']}, batch {sl['batch_size']}, "
+                  "oracle; the same pipeline, batch and threads, only the FCN-8s differs; "
+                  "repeats interleaved):", "",
+                  table(["net", "s per slab", "coarse nets s", "fine nets s"],
+                        [[name, _rng(sl[k]["timing"]), _f(sl[k]["net_seconds_coarse"]),
+                          _f(sl[k]["net_seconds_fine"])]
+                         for k, name in (("ours", "our FCN-8s"),
+                                         ("authors", "the authors' architecture"))]), "",
+                  f"Ours is {_x(sl['speedup'], sl['speedup_range'])} faster.", ""]
+    jobs = meta.get("running")
+    if jobs is not None:
+        parts += ["Other processes on the CPU when the run started: "
+                  + ("; ".join(f"{j['cpu']:.2f} core(s): `{j['command'][:70]}`" for j in jobs)
+                     if jobs else "none") + ".", ""]
     parts.append(f"Total benchmark time {res.get('seconds_total', 0):.0f} s.")
     return "\n".join(parts)
 

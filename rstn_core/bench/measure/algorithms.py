@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from rstn_core.algorithms.rstn import RSTNModels, rstn_predict
 from rstn_core.algorithms.rstn_model import build_rstn
@@ -27,7 +27,7 @@ from rstn_core.metrics import dsc
 from rstn_core.networks.build import build_net
 from rstn_core.views import to_view, window_indices
 
-__all__ = ["Replay", "oracle_label", "bench_algorithms"]
+__all__ = ["Replay", "bench_algorithms", "oracle_label", "oracle_rstn_models"]
 
 
 class Replay(nn.Module):
@@ -111,6 +111,34 @@ def oracle_label(cfg, case) -> np.ndarray:
     return lab
 
 
+def oracle_rstn_models(cfg, lab: np.ndarray, device: str, make_net=None,
+                       compile: bool = False, channels_last: bool = False):
+    """One RSTN per view of `cfg` (`build_rstn`: saliency, margin, zoom) whose coarse and fine
+    nets are :class:`Replay` wrappers replaying `lab`.
+
+    Args:
+        cfg: the Config (views, test batch and settings); lab: the label replayed;
+        make_net: builds the nets instead of the config's FCN-8s (e.g. the authors'
+        architecture); compile, channels_last: the inference speed options.
+    Returns:
+        (RSTNModels, {view: coarse Replay}, {view: fine Replay}).
+    """
+    bs, opts = cfg.test.batch_size, {"compile": compile, "channels_last": channels_last}
+    models = {}
+    for v in cfg.views:
+        m = build_rstn(cfg).to(device)
+        coarse = m.coarse if make_net is None else make_net().to(device)
+        fine = m.fine if make_net is None else make_net().to(device)
+        m.coarse = Replay(coarse, _coarse_sequence(lab, v, bs, device), device, **opts)
+        m.fine = Replay(fine, _fine_sequence(lab, v, m.margin, m.zoom, bs, device), device,
+                        **opts)
+        models[v] = m
+    rm = RSTNModels(models, batch_size=bs, device=device,
+                    coarse_components=cfg.test.coarse_components, amp=cfg.test.amp,
+                    channels_last=channels_last)
+    return rm, {v: m.coarse for v, m in models.items()}, {v: m.fine for v, m in models.items()}
+
+
 def bench_algorithms(cfg, case, device: str, T: int, compile: bool = False,
                      channels_last: bool = False) -> dict:
     """Algorithm 1 (R=None) and Algorithm 2 (thr=None) on one volume, T rounds, oracle nets.
@@ -145,21 +173,10 @@ def bench_algorithms(cfg, case, device: str, T: int, compile: bool = False,
     out["stepwise"]["margin"] = margin
 
     # Algorithm 2: one RSTN per view (coarse + fine FCN-8s + saliency).
-    models = {}
-    for v in views:
-        m = build_rstn(cfg).to(device)
-        m.coarse = Replay(m.coarse, _coarse_sequence(lab, v, bs, device), device, **opts)
-        m.fine = Replay(m.fine, _fine_sequence(lab, v, m.margin, m.zoom, bs, device), device,
-                        **opts)
-        models[v] = m
-    rm = RSTNModels(models, batch_size=bs, device=device,
-                    coarse_components=cfg.test.coarse_components, amp=cfg.test.amp,
-                    channels_last=channels_last)
-    out["rstn"] = _run_algorithm(
-        lambda: rstn_predict(case.image, rm, thr=None, T=T),
-        {v: m.coarse for v, m in models.items()}, {v: m.fine for v, m in models.items()},
-        lab, T, n_coarse, device)
-    out["rstn"]["margin"] = {v: m.margin for v, m in models.items()}
+    rm, rc, rf = oracle_rstn_models(cfg, lab, device, **opts)
+    out["rstn"] = _run_algorithm(lambda: rstn_predict(case.image, rm, thr=None, T=T),
+                                 rc, rf, lab, T, n_coarse, device)
+    out["rstn"]["margin"] = {v: m.margin for v, m in rm.models.items()}
     for v in out:
         out[v].update(T=T, batch_size=bs, zoom=zoom)
     return out

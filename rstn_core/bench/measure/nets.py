@@ -2,24 +2,36 @@
 batched vs one-window-at-a-time `coarse_probability` (measurements 1 and 3)."""
 from __future__ import annotations
 
+import copy
+import statistics
+import time
+
 import numpy as np
 import torch
 
+from rstn_core.bench.authors_fcn import AuthorsFCN8s
 from rstn_core.bench.flops import authors_fcn8s_flops, fcn8s_flops, rate
-from rstn_core.bench.published import AUTHORS_CPU_SECONDS
-from rstn_core.bench.timing import first_call_seconds, time_call
+from rstn_core.bench.timing import first_call_seconds, sync, time_call
 from rstn_core.engine.device import autocast, is_cuda
 from rstn_core.engine.inference import coarse_probability, prepare_net
 from rstn_core.networks.build import build_net
 from rstn_core.networks.fcn8s import FCN8s
 from rstn_core.views import to_view, window
 
-__all__ = ["BATCHES", "FULL_WIDTH_SIZES", "FULL_WIDTH_BATCH", "randomise_scores",
-           "bench_forward", "bench_full_width", "bench_batched"]
+__all__ = [
+    "BATCHES",
+    "FULL_WIDTH_BATCHES",
+    "FULL_WIDTH_SIZES",
+    "bench_batched",
+    "bench_cpu_options",
+    "bench_forward",
+    "bench_full_width",
+    "randomise_scores",
+]
 
 BATCHES = (1, 8, 32)                 # forward-pass batch sizes of measurement 1
 FULL_WIDTH_SIZES = (96, 512)         # full-width micro-benchmark; 512 is skipped by --quick
-FULL_WIDTH_BATCH = 8
+FULL_WIDTH_BATCHES = {96: (1, 8), 512: (1,)}   # the same batch for both nets
 
 
 def _input(x: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
@@ -80,33 +92,105 @@ def bench_forward(cfg, device: str, size: tuple[int, int], batches=BATCHES, repe
             "batch_norm": m.batch_norm, "rows": rows}
 
 
-def bench_full_width(device: str, sizes=FULL_WIDTH_SIZES, batch=FULL_WIDTH_BATCH, repeats=3,
-                     warmup=1, budget_s=None, peak=None, compile: bool = False,
-                     channels_last: bool = False) -> list[dict]:
-    """The papers' FCN-8s (width 1, 7x7 fc6, no BN, random weights): seconds per slice in a
-    batch of `batch` square slices, beside the authors' port on a 2-core CPU (batch 1).
+def _interleaved(fns: dict, device: str, repeats: int, warmup: int) -> dict:
+    """Median, range and all times of each fn in `fns`, the repeats interleaved (a, b, a, b,
+    ...) so that a change of the machine's load hits every variant alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(max(1, repeats)):
+        for k, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: {"median": statistics.median(t), "min": min(t), "max": max(t),
+                "repeats": len(t), "times": t} for k, t in times.items()}
 
+
+def bench_full_width(device: str, sizes=FULL_WIDTH_SIZES, batches=FULL_WIDTH_BATCHES,
+                     repeats=3, warmup=1, budget_s=None, peak=None, compile: bool = False,
+                     channels_last: bool = False) -> list[dict]:
+    """The papers' FCN-8s at full width (VGG16 channels, 7x7 fc6, no BN) and the reference
+    model of the authors' (`AuthorsFCN8s`: pad 100, ceil pools, crops 5/9/31), both measured
+    here: the same input, batch and threads, repeats interleaved.
+
+    Args:
+        sizes: square input sizes; batches: {size: batch sizes} (default: 1 and 8 at 96,
+        1 at 512); repeats, warmup: per net; budget_s: unused (kept for the signature);
+        peak: FLOP/s for 'of peak'.
     Returns:
-        One dict per size: ours (seconds, FLOPs, FLOP/s, of peak) and the published port's.
+        One dict per (size, batch): ours and the authors' seconds per slice (median, range),
+        FLOPs per slice, FLOP/s, the speed-up.
     """
     torch.manual_seed(0)
-    net = FCN8s(3, 3, width=1.0, fc_kernel=7, batch_norm=False).to(device).eval()
-    run = prepare_net(net, device, channels_last, compile)
+    ours = prepare_net(FCN8s(3, 3, width=1.0, fc_kernel=7, batch_norm=False).to(device),
+                       device, channels_last, compile)
+    theirs = prepare_net(AuthorsFCN8s(3, 3, width=1.0).to(device), device, channels_last,
+                         compile)
     out = []
     for s in sizes:
-        x = _input(torch.rand(batch, 3, s, s, generator=torch.Generator().manual_seed(s)),
-                   device, channels_last)
-        t = time_call(_forward_fn(run, x, device), device, repeats, warmup, budget_s)
-        flops = fcn8s_flops(s, s, batch)
-        achieved, frac = rate(flops, t["median"], peak)
-        theirs = AUTHORS_CPU_SECONDS.get(s)
-        a_flops = authors_fcn8s_flops(s, s)
-        out.append({"size": s, "batch": batch, "seconds": t["median"],
-                    "seconds_per_slice": t["median"] / batch, "flops_per_slice": flops / batch,
-                    "flop_per_s": achieved, "peak_fraction": frac,
-                    "authors_seconds_per_slice": theirs, "authors_flops_per_slice": a_flops,
-                    "authors_flop_per_s": a_flops / theirs if theirs else None, "timing": t})
+        for batch in batches.get(s, (1,)):
+            x = _input(torch.rand(batch, 3, s, s, generator=torch.Generator().manual_seed(s)),
+                       device, channels_last)
+            t = _interleaved({"ours": _forward_fn(ours, x, device),
+                              "authors": _forward_fn(theirs, x, device)}, device, repeats,
+                             warmup)
+            flops, a_flops = fcn8s_flops(s, s, batch), authors_fcn8s_flops(s, s) * batch
+            row = {"size": s, "batch": batch, "flops_per_slice": flops / batch,
+                   "authors_flops_per_slice": a_flops / batch,
+                   "speedup": t["authors"]["median"] / t["ours"]["median"],
+                   "speedup_range": [min(a / o for a, o in zip(t["authors"]["times"],
+                                                               t["ours"]["times"])),
+                                     max(a / o for a, o in zip(t["authors"]["times"],
+                                                               t["ours"]["times"]))]}
+            for k, f in (("", flops), ("authors_", a_flops)):
+                tk = t["authors" if k else "ours"]
+                achieved, frac = rate(f, tk["median"], peak)
+                row.update({f"{k}seconds": tk["median"],
+                            f"{k}seconds_per_slice": tk["median"] / batch,
+                            f"{k}seconds_per_slice_range": [tk["min"] / batch,
+                                                            tk["max"] / batch],
+                            f"{k}flop_per_s": achieved, f"{k}peak_fraction": frac,
+                            f"{k}timing": tk})
+            out.append(row)
     return out
+
+
+def bench_cpu_options(cfg, device: str, size: tuple[int, int], batch: int = 16,
+                      repeats: int = 5, warmup: int = 1) -> dict:
+    """The scale's FCN-8s forward pass with each inference option, interleaved: as built
+    (BatchNorm separate), BatchNorm folded (`prepare_net`), folded + channels-last, folded +
+    bf16 autocast; seconds and max |Δp| against the first.
+
+    Returns:
+        {"size", "batch", "rows": [{"option", "timing", "speedup", "max_abs_diff"}]}.
+    """
+    net = randomise_scores(build_net(cfg).eval(), cfg.seed)
+    folded = prepare_net(copy.deepcopy(net), device)
+    cl = copy.deepcopy(folded).to(memory_format=torch.channels_last)
+    h, w = size
+    x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(1)).to(device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def run(m, xi, bf16=False):
+        def fn():
+            with torch.inference_mode(), torch.autocast(torch.device(device).type,
+                                                        dtype=torch.bfloat16, enabled=bf16):
+                return torch.sigmoid(m(xi).float())
+        return fn
+
+    fns = {"as built (BN separate)": run(net, x), "BN folded": run(folded, x),
+           "BN folded + channels-last": run(cl, x_cl),
+           "BN folded + bf16 autocast": run(folded, x, True)}
+    t = _interleaved(fns, device, repeats, warmup)
+    ref = fns["as built (BN separate)"]()
+    base = t["as built (BN separate)"]["median"]
+    rows = [{"option": k, "timing": t[k], "speedup": base / t[k]["median"],
+             "max_abs_diff": float((fn() - ref).abs().max())} for k, fn in fns.items()]
+    return {"size": [h, w], "batch": batch, "rows": rows}
 
 
 def bench_batched(cfg, case, device: str, view: str = "axial", batch_sizes=(1, 32),
