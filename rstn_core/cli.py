@@ -4,6 +4,7 @@
     rstn inspect PATH
     rstn train   --method stepwise --fold 0 --scale standard [--view axial] [--resume]
     rstn test    --method stepwise --fold 0 --scale standard
+    rstn train|test --method unet3d --fold 0 --scale standard   (the 3D peer; ".[peer]" extra)
     rstn report  [--runs runs/standard]
     rstn folds   --notebook notebooks/06_rstn_testing.ipynb --folds 0 1 2 3 -p scale paper
     rstn run     --scale smoke          (the main job: data, train, test, table)
@@ -47,6 +48,7 @@ from rstn_core.experiments.pipeline import main_job, test_fold, train_fold
 from rstn_core.experiments.predict import add_arguments as add_predict_arguments
 from rstn_core.experiments.predict import run as run_predict
 from rstn_core.experiments.report import compare_runs, fold_table, report
+from rstn_core.experiments.unet3d import test_unet3d, train_unet3d
 from rstn_core.io import read_json
 from rstn_core.plots.figures import write_figures
 
@@ -119,8 +121,9 @@ def _add_common(p, method=True, fold=True):
     p.add_argument("--target", default=None, help="target structure (default: pancreas)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if method:
-        p.add_argument("--method", required=True, choices=["stepwise", "rstn"],
-                       help="stepwise fixed-point model or RSTN")
+        p.add_argument("--method", required=True, choices=["stepwise", "rstn", "unet3d"],
+                       help="stepwise fixed-point model, RSTN, or the 3D peer (MONAI 3D "
+                            "U-Net; pip install -e \".[peer]\")")
     if fold:
         p.add_argument("--fold", type=_at_least(0), required=True,
                        help=f"cross-validation fold, 0..folds-1 (the config's folds; "
@@ -313,8 +316,13 @@ def _cmd_config(args):
 
 def _cmd_train(args):
     cfg = _config(args)
-    stats = train_fold(cfg, args.method, args.fold, views=args.view, resume=args.resume,
-                       progress=not args.quiet)
+    if args.method == "unet3d":
+        if args.view:
+            raise ConfigError("--view: the 3D peer (unet3d) sees whole volumes; drop --view.")
+        stats = train_unet3d(cfg, args.fold, resume=args.resume, progress=not args.quiet)
+    else:
+        stats = train_fold(cfg, args.method, args.fold, views=args.view, resume=args.resume,
+                           progress=not args.quiet)
     for name, s in (stats.items() if is_main() else ()):   # torchrun: rank 0 reports
         print(f"{name}: {s['iterations']} it, {s['seconds']:.1f} s"
               f"{' (already trained)' if s.get('skipped') else ''}")
@@ -322,8 +330,13 @@ def _cmd_train(args):
 
 def _cmd_test(args):
     cfg = _config(args)
-    res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
-                    equal_time=args.equal_time)
+    if args.method == "unet3d":
+        if args.equal_time:
+            raise ConfigError("--equal-time is for stepwise runs; the 3D peer has one net.")
+        res = test_unet3d(cfg, args.fold, progress=not args.quiet)
+    else:
+        res = test_fold(cfg, args.method, args.fold, progress=not args.quiet,
+                        equal_time=args.equal_time)
     print(fold_table(res))
     print(f"results: {res['path']}")
 

@@ -102,6 +102,28 @@ def test_no_import_cycles():
             visit(n, [])
 
 
+#: The optional dependency of the 3D peer: imported lazily (inside functions) by this module only.
+LAZY_OPTIONAL = {"monai": "experiments/unet3d.py"}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_optional_dependencies_are_imported_lazily_by_their_one_module(path):
+    """The library imports without MONAI: only rstn_core/experiments/unet3d.py imports it,
+    inside a function (the one exception to "imports at module top")."""
+    rel = path.relative_to(PACKAGE).as_posix()
+    tree = ast.parse(path.read_text())
+    in_functions = {id(n) for f in ast.walk(tree)
+                    if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+    for node, module in _imports(tree):
+        root = module.split(".")[0]
+        if root in LAZY_OPTIONAL:
+            assert rel == LAZY_OPTIONAL[root], \
+                f"{rel}:{node.lineno} imports {module}; only {LAZY_OPTIONAL[root]} may (lazily)"
+            assert id(node) in in_functions, \
+                f"{rel}:{node.lineno}: import {module} at module top; import it inside the " \
+                "function that needs it (an optional dependency)"
+
+
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_stay_small(path):
     n = len(path.read_text().splitlines())

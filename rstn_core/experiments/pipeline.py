@@ -42,7 +42,7 @@ from rstn_core.views import VIEWS
 __all__ = ["dataset_root", "fold_cases", "fold_dir", "training_slices", "train_fold",
            "test_fold", "main_job", "variant_name", "load_method", "check_run"]
 
-METHODS = ("stepwise", "rstn")
+METHODS = ("stepwise", "rstn", "unet3d")   # unet3d: the 3D peer, rstn_core.experiments.unet3d
 MIN_SLICE = 32        # FCN-8s pools five times by 2: a slice needs at least 32 x 32 pixels
 
 
@@ -240,6 +240,13 @@ def check_run(cfg: Config, method: str, fold: int, views=None) -> Config:
     return cfg
 
 
+def _peer_elsewhere(method: str, verb: str) -> None:
+    """The 3D peer has its own module (it imports this one): point there, one line."""
+    if method == "unet3d":
+        raise ConfigError(f"method unet3d is run by rstn_core.experiments.unet3d."
+                          f"{verb}_unet3d (`rstn {verb} --method unet3d`), not {verb}_fold.")
+
+
 def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, progress=True,
                tag: str = "", slices_fn=None) -> dict:
     """Train the nets of one fold: stepwise = 3 views x (coarse, fine); rstn = one RSTN per
@@ -250,6 +257,7 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     Every setting is checked first (`check_run`): a bad one never reaches config.json.
     """
     cfg = check_run(cfg, method, fold, views)
+    _peer_elsewhere(method, "train")
     _set_threads(cfg)
     distributed.setup(cfg.device)
     if distributed.world_size() > 1:
@@ -315,6 +323,7 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
         pancreas here); `test_dir` and `extra` (top-level fields of results.json) go with it.
     """
     cfg = check_run(cfg, method, fold)
+    _peer_elsewhere(method, "test")
     _set_threads(cfg)
     _, test_refs = fold_cases(cfg, fold, progress)
     folder = fold_dir(cfg, method, fold, tag)

@@ -58,7 +58,7 @@ def miccai_table(rows: list, strict: bool = True) -> str:
                       [r["stop"]["best"]["iterations"] for r in rows]))
     if "oracle_weak" in rows[0]:
         lines.append(_row("strong oracle (GT box and GT weights)", [r["oracle"] for r in rows]))
-    else:
+    elif "oracle" in rows[0]:                   # a one-shot method (unet3d) has no box oracle
         lines.append(_row("oracle bounding box", [r["oracle"] for r in rows]))
     if "oracle_weak" in rows[0]:
         lines.append(_row("weak oracle (GT box, predicted weights)",
@@ -149,11 +149,14 @@ def compare_runs(a_run, b_run, a_stop: str | None = None, b_stop: str | None = N
     against stepwise nets trained for as long (equal time). Each run stops with its method's
     rule unless told otherwise (stepwise: d > 0.95, MICCAI; RSTN: d > 0.99, CVPR)."""
     (a, ma), (b, mb) = _run_rows(a_run), _run_rows(b_run)
-    rule = {"stepwise": "0.95", "rstn": "0.99"}
+    rule = {"stepwise": "0.95", "rstn": "0.99", "unet3d": "0.99"}   # unet3d: one pass
     a_stop, b_stop = a_stop or rule[ma], b_stop or rule[mb]
     op = {"stepwise": ">", "rstn": "≥"}
-    return comparison_table(a, b, a_name=f"{a_run} (d {op[ma]} {a_stop})",
-                            b_name=f"{b_run} (d {op[mb]} {b_stop})", a_key=a_stop, b_key=b_stop,
+
+    def name(run, m, stop):
+        return f"{run} (one pass)" if m == "unet3d" else f"{run} (d {op[m]} {stop})"
+    return comparison_table(a, b, a_name=name(a_run, ma, a_stop),
+                            b_name=name(b_run, mb, b_stop), a_key=a_stop, b_key=b_stop,
                             coarse_name="their coarse nets (fused)")
 
 
@@ -249,7 +252,19 @@ def report(run_root="runs", scale: str | None = None, book_path=None) -> str:
         for name, rows in rstns.items():
             parts.append(f"### {name} (CVPR Algorithm 2), {len(rows)} cases\n\n"
                          + miccai_table(rows, strict=True) + "\n\n" + _views_and_pp(rows) + "\n")
-        surf = surface_table({**({"stepwise": step} if step else {}), **rstns})
+        peer = groups.get((sc, "unet3d", ""), [])     # the 3D peer (experiments/unet3d.py)
+        if peer:
+            parts.append(f"### 3D U-Net peer (MONAI, one pass), {len(peer)} cases\n\n"
+                         + miccai_table(peer) + "\n")
+            others = [(f"{k} (d > 0.99)", v, "0.99") for k, v in rstns.items()]
+            if step:
+                others.insert(0, ("stepwise (d > 0.95)", step, "0.95"))
+            for name, rows, key in others:
+                parts.append(f"### Paired comparison: 3D U-Net vs {name}\n\n" + comparison_table(
+                    peer, rows, a_name="3D U-Net", b_name=name, a_key="0.99", b_key=key,
+                    coarse_name="3D U-Net vs their coarse nets (fused)") + "\n")
+        surf = surface_table({**({"stepwise": step} if step else {}), **rstns,
+                              **({"3D U-Net": peer} if peer else {})})
         if surf:
             parts.append("### Boundary metrics beside DSC (HD95, NSD; not in the papers)\n\n"
                          + surf + "\n")
