@@ -101,6 +101,7 @@ class RSTNConfig:
 
 @dataclass
 class TestConfig:
+    __test__ = False             # a config section, not a pytest test class
     R: float = 0.95              # Algorithm 1: stop when d(t) > R
     max_rounds: int = 10         # T of Algorithms 1 and 2: at most T fine rounds
     fixed_point_margin: int = 30  # Algorithm 1: 30-px frame at 512 (the mean training margin)

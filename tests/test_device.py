@@ -7,6 +7,7 @@ weights-only `checkpoint_final.pt` without `checkpoint_latest.pt` after a smoke 
 `train.half_final`. What is not: CUDA autocast itself, cuDNN's bf16/fp16 kernels and the
 speed of each precision; `rstn bench --gpu-check` measures those on a GPU.
 """
+import shutil
 import numpy as np
 import pytest
 import torch
@@ -143,7 +144,9 @@ def test_half_final_halves_the_file_and_still_loads(tmp_path):
 
 
 def test_smoke_fold_keeps_weights_only_finals(tmp_path, smoke_dataset):
-    cfg = get_config("smoke", data_root=str(smoke_dataset), cache_dir=str(tmp_path / "cache"),
+    data = tmp_path / "data"                    # a copy: the fold writes folds.json beside it
+    shutil.copytree(smoke_dataset, data)
+    cfg = get_config("smoke", data_root=str(data), cache_dir=str(tmp_path / "cache"),
                      run_root=str(tmp_path / "runs"), **{"train.half_final": True})
     train_fold(cfg, "stepwise", 0, views=["axial"], progress=False)
     folder = fold_dir(cfg, "stepwise", 0)

@@ -19,7 +19,7 @@ __all__ = ["SliceSet", "positive_threshold"]
 
 
 def positive_threshold(counts: np.ndarray, drop_smallest: float, min_pixels: int = 1) -> float:
-    """Smallest foreground pixel count a coarse training slice must have.
+    r"""Smallest foreground pixel count a coarse training slice must have.
 
     .. math:: \tau = \max(m,\ q_{\delta}(\{c_s : c_s > 0\}))
 
