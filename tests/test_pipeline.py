@@ -10,7 +10,11 @@ def test_variant_names_follow_cvpr_table_1_and_flag_a_changed_learning_rate():
     assert variant_name(get_config("paper", **{"rstn.layers": 2})) == "two-layer 3x3"
     assert variant_name(get_config("standard", **{"rstn.kernel_size": 5,
                                                   "rstn.fine_lr_mult": 10.0})) == \
-        "5x5, fine + g lr x10"
+        "5x5, fine lr x10"
+    assert variant_name(get_config("standard", **{"rstn.saliency_lr_mult": 1.0})) == \
+        "3x3, g lr x1"
+    assert variant_name(get_config("standard", **{"rstn.saliency_init": "random"})) == \
+        "3x3, g init random"
 
 
 def test_run_folder_of_an_older_config_is_accepted_and_other_settings_refused(tmp_path):

@@ -43,11 +43,12 @@ def main() -> None:
     p.add_argument("--scale", default="standard")
     p.add_argument("--method", required=True, choices=("stepwise", "rstn"))
     p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--tag", default="", help="the run's tag (folder <method>-<tag>)")
     p.add_argument("--command", required=True, help="the command that trained the fold")
     p.add_argument("--commit", default=None, help="commit of the code that trained it")
     p.add_argument("--out", type=Path, default=ROOT / "reference")
     a = p.parse_args()
-    src = a.run_root / a.scale / a.method / f"fold{a.fold}"
+    src = a.run_root / a.scale / (a.method + (f"-{a.tag}" if a.tag else "")) / f"fold{a.fold}"
     dst = a.out / a.scale / a.method / f"fold{a.fold}"
     if not (src / "config.json").is_file():
         raise SystemExit(f"make_reference: {src} is not a run folder (no config.json).")

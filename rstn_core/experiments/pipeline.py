@@ -118,13 +118,19 @@ def validation_split(train_ids, n_val: int):
 
 
 def variant_name(cfg: Config) -> str:
-    """CVPR Table 1's name of an RSTN variant ("3x3", "two-layer 3x3"), plus the fine + g
-    learning-rate multiplier when it differs from the scale's default."""
+    """CVPR Table 1's name of an RSTN variant ("3x3", "two-layer 3x3"), plus the fine and g
+    learning-rate multipliers and g's initialisation where they differ from the scale's
+    default ("3x3, fine lr x10", "3x3, g lr x1")."""
     r = cfg.rstn
     name = f"{'two-layer ' if r.layers == 2 else ''}{r.kernel_size}x{r.kernel_size}"
-    if cfg.scale in SCALES and \
-            r.fine_lr_mult != get_config(cfg.scale).rstn.fine_lr_mult:
-        name += f", fine + g lr x{r.fine_lr_mult:g}"
+    if cfg.scale in SCALES:
+        d = get_config(cfg.scale).rstn
+        if r.fine_lr_mult != d.fine_lr_mult:
+            name += f", fine lr x{r.fine_lr_mult:g}"
+        if r.saliency_lr_mult != d.saliency_lr_mult:
+            name += f", g lr x{r.saliency_lr_mult:g}"
+        if r.saliency_init != d.saliency_init:
+            name += f", g init {r.saliency_init}"
     return name
 
 
