@@ -51,3 +51,16 @@ def test_validation_split_holds_out_the_last_sorted_cases():
     assert fit == ["c1", "c2", "c3"] and val == ["c4"]
     with pytest.raises(ValueError, match="between 1 and 3"):
         validation_split(["c1", "c2", "c3", "c4"], 4)
+
+
+def test_a_stepwise_fold_survives_a_change_of_rstn_settings(tmp_path):
+    from rstn_core.errors import RunFolderError
+    from rstn_core.experiments.pipeline import _check_config
+    cfg = get_config("smoke")
+    _check_config(cfg, tmp_path, "stepwise")
+    changed = cfg.replace(**{"rstn.saliency_lr_mult": 3.0})
+    _check_config(changed, tmp_path, "stepwise")          # RSTN starts from it: still valid
+    with pytest.raises(RunFolderError, match="rstn"):
+        _check_config(changed, tmp_path, "rstn")
+    with pytest.raises(RunFolderError, match="train"):
+        _check_config(cfg.replace(**{"train.zoom": 3}), tmp_path, "stepwise")

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RSTN_SMOKE=1 PYTHONUNBUFFERED=1
 rm -rf _build/.jupyter_cache   # the cache sees notebook code, not library changes
+rm -rf runs/nb                 # the notebooks' own smoke runs, made afresh: a changed default never meets an old run
 mkdir -p _build
 start=$(date +%s)
 python -m pytest -q -m "not slow" tests

@@ -163,16 +163,23 @@ def _settings(cfg: Config) -> dict:
     return out
 
 
-def _check_config(cfg: Config, folder: Path):
-    """config.json is written before step 1; a folder made with other settings is refused."""
+#: config sections a method's nets do not depend on: a stepwise fold stays valid when only
+#: RSTN's settings change (RSTN starts from it), and so on
+UNUSED_BY = {"stepwise": ("rstn",), "unet3d": ("rstn",)}
+
+
+def _check_config(cfg: Config, folder: Path, method: str | None = None):
+    """config.json is written before step 1; a folder made with other settings is refused
+    (the sections `method` does not use, UNUSED_BY, are left out of the comparison)."""
     path = folder / "config.json"
-    mine = _settings(cfg)
+    unused = UNUSED_BY.get(method, ())
+    mine = {k: v for k, v in _settings(cfg).items() if k not in unused}
     if path.is_file():
         # read through Config so a folder made before a field was added still matches
         # (the new field takes its default); unknown keys are refused by from_dict
         saved = Config.from_dict(read_json(path, "run config", "delete the run folder"),
                                  source=str(path))
-        old = _settings(saved)
+        old = {k: v for k, v in _settings(saved).items() if k not in unused}
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
             raise RunFolderError(f"{folder} was made with other settings ({', '.join(diff)}); "
@@ -273,7 +280,7 @@ def train_fold(cfg: Config, method: str, fold: int, views=None, resume=False, pr
     with distributed.main_first():          # rank 0 writes the phantom, folds, config.json
         train_refs, _ = fold_cases(cfg, fold, progress)
         out.mkdir(parents=True, exist_ok=True)
-        _check_config(cfg, out)
+        _check_config(cfg, out, method)
     cache = _cache(cfg)
     views = views or list(cfg.views)
     stats = {}

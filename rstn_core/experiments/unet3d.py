@@ -276,7 +276,7 @@ def train_unet3d(cfg: Config, fold: int, resume: bool = False, progress: bool = 
     train_refs, _ = fold_cases(cfg, fold, progress)
     out = fold_dir(cfg, METHOD, fold)
     out.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg, out)
+    _check_config(cfg, out, "unet3d")
     _check_settings(s, out)
     images, labels, fg = [], [], []
     for ref in tqdm(train_refs, desc="unet3d: load cases", disable=not progress, leave=False):
