@@ -18,6 +18,7 @@ import torch
 from rstn_core.algorithms.rounds import RSTNResult, TestSettings, first_stop, initial_mask
 from rstn_core.algorithms.rstn_model import RSTN, build_rstn
 from rstn_core.config import Config
+from rstn_core.crop import bbox
 from rstn_core.engine.device import autocast
 from rstn_core.engine.inference import (ViewCache, coarse_probability, fine_probability,
                                         prepare_net)
@@ -26,11 +27,11 @@ from rstn_core.engine.train import TrainSpec, load_final, make_optimizer, run_tr
 from rstn_core.fusion import keep_large_components, mean_probability
 from rstn_core.io import atomic_write_text
 from rstn_core.losses import rstn_loss
-from rstn_core.saliency import saliency_contrast
 from rstn_core.metrics import dsc
-from rstn_core.views import window
+from rstn_core.saliency import saliency_contrast
+from rstn_core.views import to_view, window, window_indices
 
-__all__ = ["rstn_schedule", "rstn_groups", "ContrastLog", "train_rstn", "RSTNModels", "load_rstn", "rstn_predict",
+__all__ = ["rstn_schedule", "rstn_groups", "ContrastLog", "train_rstn", "volume_contrast", "RSTNModels", "load_rstn", "rstn_predict",
            "fine_round", "coarse_round", "saliency_channels"]
 
 
@@ -249,3 +250,35 @@ def saliency_channels(model: RSTN, prob_stack: np.ndarray) -> np.ndarray:
     p = torch.as_tensor(np.asarray(prob_stack, np.float32))[None]
     dev = next(model.saliency.parameters()).device
     return model.saliency.weights(p.to(dev))[0].cpu().numpy()
+
+
+@torch.inference_mode()
+def volume_contrast(models: RSTNModels, image: np.ndarray, label: np.ndarray,
+                    hu: bool = True) -> dict:
+    """The saliency contrast of each view's trained g on one labelled volume, as Algorithm 2
+    uses it in round 1: g(P(0)) on every window whose box (Z(0) + K) is not empty, organ
+    pixels Y against the rest of the box (rstn_core.saliency.saliency_contrast).
+
+    Shapes:
+        image, label (X, Y, Z). Returns {view: (3,) numpy array of c_k}.
+    """
+    x = window(image) if hu else np.asarray(image, np.float32)
+    p0 = coarse_round(x, models)[0]
+    out = {}
+    for v, m in models.models.items():
+        p_v, y_v = to_view(p0, v), to_view(np.asarray(label, np.float32), v)
+        n = len(p_v)
+        idx = window_indices(np.arange(n), n)
+        keep = [j for j in range(n) if y_v[idx[j]].any() and (p_v[idx[j]] > 0.5).any()]
+        if not keep:
+            out[v] = np.full(3, np.nan)
+            continue
+        p = torch.from_numpy(np.ascontiguousarray(p_v[idx[keep]], dtype=np.float32))
+        y = torch.from_numpy(np.ascontiguousarray(y_v[idx[keep]], dtype=np.float32))
+        region = torch.zeros_like(y[:, :1])
+        for b, j in enumerate(keep):
+            box = bbox(p_v[idx[j]] > 0.5, m.margin)
+            region[b, :, box.r0:box.r1, box.c0:box.c1] = 1
+        g = m.saliency.eval().weights(p.to(next(m.saliency.parameters()).device)).cpu()
+        out[v] = saliency_contrast(g, y, region).numpy()
+    return out
