@@ -38,3 +38,21 @@ def test_empty_coarse_gives_empty_rounds_without_crash():
         warnings.simplefilter("error")                 # the fallback is recorded, not warned
         res = rstn_predict(vol, ms, thr=0.99, T=2, hu=False)
     assert res.fallback == "half-peak"
+
+
+def test_volume_contrast_is_one_for_an_identity_g_and_sees_a_learned_one():
+    import numpy as np
+    import torch
+    from rstn_core.algorithms.rstn import volume_contrast
+    vol, lab = _toy_volume()
+    ms = _toy_models()
+    flat = volume_contrast(ms, vol, lab, hu=False)
+    assert set(flat) == {"coronal", "sagittal", "axial"}
+    assert all(np.allclose(c, 1.0) for c in flat.values())          # g = identity
+    last = ms.models["axial"].saliency.g[-1]
+    with torch.no_grad():                                            # g_k = 1 + P_k: organ x2
+        last.weight.zero_()
+        for k in range(3):
+            last.weight[k, k, 1, 1] = 1.0
+    c = volume_contrast(ms, vol, lab, hu=False)["axial"]
+    assert (c > 1.5).all()
