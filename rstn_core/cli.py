@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rstn", default="rstn", help="RSTN run folder name, e.g. rstn-k5 "
                    "(default: rstn)")
     p.add_argument("--out", default="book/figures", help="output folder (default: book/figures)")
+    p.add_argument("--view", default="axial", choices=["coronal", "sagittal", "axial"],
+                   help="view of the context slice and the saliency maps (default: axial)")
 
     p = sub.add_parser("folds", help="run a notebook once per fold with papermill")
     p.add_argument("--notebook", required=True, help="the notebook to run")
@@ -363,9 +365,9 @@ def _cmd_compare(args):
 
 def _cmd_figures(args):
     _check_results((Path(args.runs) / args.scale).glob("*/fold*/test*/results.json"))
-    res = write_figures(args.runs, args.scale, args.out, args.rstn)
+    res = write_figures(args.runs, args.scale, args.out, args.rstn, view=args.view)
     c = res["context"]
-    print(f"context case: {c['id']} (fold {c['fold']}), axial slice {c['index']}: slice DSC "
+    print(f"context case: {c['id']} (fold {c['fold']}), {args.view} slice {c['index']}: slice DSC "
           f"stepwise {100 * c['dsc_stepwise']:.1f} %, RSTN {100 * c['dsc_rstn']:.1f} %")
     print("wrote " + ", ".join(res["files"]))
 
