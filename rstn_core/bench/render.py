@@ -180,10 +180,18 @@ def render_result(res: dict) -> str:
     jobs = meta.get("running")
     if jobs is not None:
         parts += ["Other processes on the CPU when the run started: "
-                  + ("; ".join(f"{j['cpu']:.2f} core(s): `{j['command'][:70]}`" for j in jobs)
+                  + ("; ".join(f"{j['cpu']:.2f} core(s): `{_short_command(j['command'])[:70]}`"
+                               for j in jobs)
                      if jobs else "none") + ".", ""]
     parts.append(f"Total benchmark time {res.get('seconds_total', 0):.0f} s.")
     return "\n".join(parts)
+
+
+def _short_command(command: str) -> str:
+    """A process's command line without the machine's paths: every absolute path becomes its
+    last part (``/root/.pyenv/.../python`` -> ``python``), so pages show no machine paths."""
+    return " ".join(tok.rsplit("/", 1)[-1] if tok.startswith("/") else tok
+                    for tok in command.split())
 
 
 def render_markdown(results: list[dict]) -> str:
