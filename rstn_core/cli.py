@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -381,6 +382,9 @@ def _cmd_run(args):
     main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
 
+_BOOK_PAGE = re.compile(r"reading sources\.\.\. \[ *\d+%\] (\S+)")
+
+
 def _cmd_book(args):
     root = Path(__file__).resolve().parents[1]
     if not (root / "_config.yml").is_file():
@@ -390,11 +394,21 @@ def _cmd_book(args):
         env["RSTN_SMOKE"] = "1"
     shutil.rmtree(root / "_build" / ".jupyter_cache", ignore_errors=True)
     t0 = time.perf_counter()
-    run = subprocess.run([shutil.which("jupyter-book") or "jupyter-book", "build", str(root),
-                          "--path-output", str(root)], env=env)
+    log = root / "_build" / "book_build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:          # the whole log to the file, one line per page here
+        run = subprocess.Popen([shutil.which("jupyter-book") or "jupyter-book", "build",
+                                str(root), "--path-output", str(root)], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for line in run.stdout:
+            f.write(line)
+            page = _BOOK_PAGE.search(line)
+            if page:
+                print(f"book: {page.group(1)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        run.wait()
     index = root / "_build" / "html" / "index.html"
     if run.returncode or not index.is_file():
-        raise RstnError(f"the book build failed (exit {run.returncode}); see the log above.")
+        raise RstnError(f"the book build failed (exit {run.returncode}); see {log}.")
     print(f"book built in {time.perf_counter() - t0:.0f} s: {index}")
 
 
@@ -404,7 +418,8 @@ def _cmd_bench(args):
 
 COMMANDS = {"phantom": _cmd_phantom, "inspect": _cmd_inspect, "config": _cmd_config,
             "train": _cmd_train, "test": _cmd_test, "report": _cmd_report,
-            "folds": _cmd_folds, "figures": _cmd_figures, "compare": _cmd_compare, "run": _cmd_run, "book": _cmd_book,
+            "folds": _cmd_folds, "figures": _cmd_figures, "compare": _cmd_compare,
+            "run": _cmd_run, "book": _cmd_book,
             "bench": _cmd_bench, "predict": run_predict, "fetch": run_fetch}
 
 
