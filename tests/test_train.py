@@ -66,3 +66,20 @@ def test_nan_loss_is_reported_with_a_fix(tmp_path):
                      lambda i, rng: p.sum() * float("nan"), 3)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         run_training(spec, tmp_path, progress=False)
+
+
+def test_a_finished_net_continues_from_its_weights_only_final(tmp_path, capsys):
+    # equal-work controls train finished nets further: the weights-only final, copied to
+    # checkpoint_latest.pt, resumes with a fresh optimizer state (and says so)
+    import shutil
+    cfg = get_config("smoke", **{"train.coarse_iterations": 4, "train.checkpoint_every": 2})
+    s = _toy_slices()
+    first, _ = train_coarse(cfg, s, tmp_path / "a", progress=False)
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "checkpoint_final.pt", tmp_path / "b" / "checkpoint_latest.pt")
+    longer = cfg.replace(**{"train.coarse_iterations": 6})
+    net, stats = train_coarse(longer, s, tmp_path / "b", resume=True, progress=False)
+    assert stats["iterations"] == 6 and stats["new_iterations"] == 2
+    assert "fresh optimizer state" in capsys.readouterr().out
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                     net.state_dict().values()))

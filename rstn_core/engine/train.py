@@ -131,7 +131,10 @@ def run_training(spec: TrainSpec, run_dir, resume: bool = False, progress: bool 
                                   "it, or delete the folder to start again.")
         ck = load_checkpoint(run_dir / LATEST)
         spec.model.load_state_dict(ck["model"])
-        spec.optimizer.load_state_dict(ck["optimizer"])
+        if "optimizer" in ck:
+            spec.optimizer.load_state_dict(ck["optimizer"])
+        elif main:    # a finished net's weights-only final copied here to train it further
+            print(f"{run_dir.name}: continuing from weights only (a fresh optimizer state)")
         start, losses, seconds = ck["iteration"], list(ck["losses"]), ck.get("seconds", 0.0)
     base_lrs = [g.get("initial_lr", g["lr"]) for g in spec.optimizer.param_groups]
     for g, lr in zip(spec.optimizer.param_groups, base_lrs):
