@@ -382,6 +382,7 @@ def _cmd_run(args):
     main_job(cfg, args.methods, args.folds, progress=not args.quiet)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")      # sphinx colours its log even into a pipe
 _BOOK_PAGE = re.compile(r"reading sources\.\.\. \[ *\d+%\] (\S+)")
 
 
@@ -402,7 +403,7 @@ def _cmd_book(args):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for line in run.stdout:
             f.write(line)
-            page = _BOOK_PAGE.search(line)
+            page = _BOOK_PAGE.search(_ANSI.sub("", line))
             if page:
                 print(f"book: {page.group(1)} ({time.perf_counter() - t0:.0f} s)", flush=True)
         run.wait()
