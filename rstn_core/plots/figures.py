@@ -173,10 +173,17 @@ def _final_mask(run: Path, case_id: str) -> np.ndarray:
         return z["prob"] >= 128
 
 
-def _context_cases(step_run: Path, rstn_run: Path):
-    """Yield the test cases of one fold with both methods' final masks and the case."""
+def _context_cases(step_run: Path, rstn_run: Path, root=None):
+    """Yield the test cases of one fold with both methods' final masks and the case; the
+    run's relative data folders are taken relative to `root` (default: as recorded)."""
+    for run in (step_run, rstn_run):
+        if not (Path(run) / "test" / "probs").is_dir():
+            raise FileNotFoundError(f"{run}: no saved probability maps (test/probs); run "
+                                    "`rstn test` for this fold to make the context figure.")
     res = json.loads((Path(rstn_run) / "test" / "results.json").read_text())
     cfg = Config.from_dict(res["config"])
+    if root is not None:
+        cfg = cfg.replace(root=str(root))
     _, refs = fold_cases(cfg, res["fold"], progress=False)
     for ref in refs:
         case = load_case(ref.image, ref.label)
@@ -195,8 +202,11 @@ def _distractor(case):
 
 
 def write_figures(run_root, scale: str, out_dir, rstn_name: str = "rstn",
-                  view: str = "axial", min_area: int = 20) -> dict:
+                  view: str = "axial", min_area: int = 20, root=None) -> dict:
     """Write convergence.png, context_case.png and saliency.png for a run root's folds.
+
+    root: the folder the runs' relative data paths are relative to (default: as recorded in
+    their config, i.e. the working directory they were made from).
 
     The context case is searched over every fold that has both a stepwise and an RSTN test;
     the saliency maps are those of that fold's RSTN (`view`) on the context slice, for
@@ -225,7 +235,7 @@ def write_figures(run_root, scale: str, out_dir, rstn_name: str = "rstn",
     axis = VIEW_AXIS[view]
     best, keep = None, None
     for s, r in pairs:
-        for case, c in _context_cases(s, r):
+        for case, c in _context_cases(s, r, root):
             found = find_context_case([c], axis=axis, min_area=min_area)
             if best is None or found["gain"] > best["gain"]:
                 best, keep = dict(found, fold=int(s.name[4:])), (case, c, s, r)
