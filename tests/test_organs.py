@@ -113,3 +113,16 @@ def test_load_organ_probs(tmp_path):
     assert out["ivc"].tolist() == [0.0, 1.0]
     with pytest.raises(FileNotFoundError, match="--target duodenum"):
         load_organ_probs(tmp_path, ["duodenum"], "smoke", "rstn", 0, "c0")
+
+
+def test_overlapping_stepwise_masks_are_decided_by_confidence():
+    # test_fold saves a stepwise mask as 0.5 + 0.5 * (views' mean probability) on the mask:
+    # the more confident organ wins the shared voxel whatever the dict order
+    import numpy as np
+    from rstn_core.experiments.organs import merge_organs
+    mask = np.array([True, True, False])
+    coded = lambda conf: np.where(mask, 0.5 + 0.5 * conf, 0.499 * conf)
+    probs = {"duodenum": coded(np.array([0.6, 0.9, 0.1])),
+             "pancreas": coded(np.array([0.8, 0.7, 0.2]))}
+    lab = merge_organs(probs)
+    assert lab.tolist() == [2, 1, 0]

@@ -34,7 +34,9 @@ class FixedPointResult:
 
     view_probs: each view's coarse probability; stopped_at: the round the stop rule chose
     (T when it never fired); fallback: how Z(0) was made when the coarse mask was empty
-    (None, "half-peak" or "empty"); windows_run: fine windows run per round.
+    (None, "half-peak" or "empty"); windows_run: fine windows run per round; probs[t]: the
+    mean of the views' probabilities in round t (float16; Algorithm 1 fuses by majority vote,
+    so this is the confidence behind Z(t), e.g. to break ties between organs).
     """
     masks: list
     d: list
@@ -42,6 +44,7 @@ class FixedPointResult:
     stopped_at: int
     fallback: str | None = None
     windows_run: list = field(default_factory=list)
+    probs: list = field(default_factory=list)
 
     @property
     def final(self) -> np.ndarray:
@@ -52,7 +55,6 @@ class FixedPointResult:
 class RSTNResult(FixedPointResult):
     """Every round of Algorithm 2: probs[t] = P(t) (fused, float16 copies), masks[t] = Z(t),
     d[t-1] = DSC(Z(t-1), Z(t))."""
-    probs: list = field(default_factory=list)
 
 
 def first_stop(d, threshold: float | None, T: int) -> int:

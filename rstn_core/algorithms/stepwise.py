@@ -177,19 +177,22 @@ def fixed_point_predict(image: np.ndarray, nets: StepwiseNets, R: float | None =
     z = majority_vote([p >= 0.5 for p in view_probs.values()])      # Z(0): fused coarse
     if nets.coarse_components:
         z = keep_large_components(z)
-    z, fallback = initial_mask(z, mean_probability(list(view_probs.values())))
-    masks, d, runs = [z], [], []
+    p0 = mean_probability(list(view_probs.values()))
+    z, fallback = initial_mask(z, p0)
+    masks, d, runs, probs = [z], [], [], [p0.astype(np.float16)]
     for t in range(1, T + 1):
-        votes, n_run = [], 0
+        votes, ps, n_run = [], [], 0
         for v in nets.views:
             p, n = fine_probability(nets.fine[v], x, masks[-1], v, margin, nets.zoom,
                                     nets.batch_size, nets.device, **opts)  # f(r(X, Z(t-1)))
             votes.append(p >= 0.5)
+            ps.append(p)
             n_run += n
         z_t = majority_vote(votes)                                    # Z(t)
         d.append(dsc(masks[-1], z_t))                                 # d(t) = DSC(Z(t-1), Z(t))
         masks.append(z_t)
+        probs.append(mean_probability(ps).astype(np.float16))       # confidence behind Z(t)
         runs.append(n_run)
         if first_stop(d, R, T) == t:                                  # stop: d(t) > R
             break
-    return FixedPointResult(masks, d, view_probs, first_stop(d, R, T), fallback, runs)
+    return FixedPointResult(masks, d, view_probs, first_stop(d, R, T), fallback, runs, probs)

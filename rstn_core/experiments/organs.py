@@ -94,8 +94,9 @@ def merge_organs(probs: dict, threshold: float = 0.5, values: dict | None = None
     .. math:: \ell(i) = v_{k^*} \text{ if } P_{k^*}(i) > \text{threshold}, \text{ else } 0,
               \qquad k^* = \arg\max_k P_k(i)
 
-    Ties (equal probabilities, e.g. two binary stepwise masks that overlap) go to the organ
-    listed **first** in `probs`, so with masks the dict order is a priority order.
+    Exact ties go to the organ listed **first** in `probs`. Stepwise runs save their final
+    mask coded with the views' mean fine probability (> 0.5 on the mask, `test_fold`), so two
+    overlapping stepwise masks are decided by confidence too, not by the dict order.
 
     Args:
         probs: {organ name: probability map in [0, 1] (float or bool)}, all of one shape.

@@ -357,7 +357,10 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
         if method == "stepwise":
             row, res = evaluate_stepwise_case(image, label, models, cfg.test.max_rounds,
                                               spacing=case.spacing)
-            final = res.masks[row["stop"]["0.95"]["iterations"]].astype(np.float32)
+            t = row["stop"]["0.95"]["iterations"]
+            conf = np.asarray(res.probs[t], np.float32)     # the views' mean probability
+            # > 0.5 exactly on Z(t), ordered by confidence (organs.merge_organs breaks ties)
+            final = np.where(res.masks[t], 0.5 + 0.5 * conf, 0.499 * conf)
         else:
             row, res = evaluate_rstn_case(image, label, models, cfg.test.max_rounds,
                                           cfg.test.thr, spacing=case.spacing)
