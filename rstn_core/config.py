@@ -395,12 +395,13 @@ def get_config(scale: str = "standard", **overrides) -> Config:
                               gt_iterations=250, pred_iterations=500, noisy_iterations=250)
         cfg.test = TestConfig(coarse_components=True, batch_size=16)
     else:
-        # CPU scales: from scratch with BatchNorm + Adam (cpu_experiment.md: converges in
-        # minutes; the papers' SGD lr 1e-5 assumes a pre-trained VGG16 and long runs), a
+        # CPU scales: from scratch with BatchNorm + Adam (lr 1e-3 converged in minutes on the
+        # first phantom; the papers' SGD lr 1e-5 assumes a pre-trained VGG16 and long runs), a
         # lighter fc6 head (the 7x7 fc6 held 6.4 of 8.4 M parameters at width 1/4), crops
         # zoomed x2 (the FCN's output is 8x coarser than its input and the phantom's pancreas
         # is ~10 px thick) and Dice + BCE on all slices for the coarse nets (positive-only
-        # nets never learn to say "nothing here"; pure Dice on all slices collapses).
+        # nets never learn to say "nothing here"; pure Dice on all slices collapsed to an
+        # all-zero output within 100-150 iterations; book/deviations.md).
         cfg.model = ModelConfig(width=1 / 8, fc_kernel=3, batch_norm=True, dropout=0.1)
         cfg.train = TrainConfig(optimizer="adam", momentum=0.9, weight_decay=0.0,
                                 batch_size=8, coarse_lr=1e-3, fine_lr=1e-3,
