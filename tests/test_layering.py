@@ -143,7 +143,6 @@ TESTS = Path(__file__).resolve().parent
 #: Modules without a test file of their own, and why. Re-export-only ``__init__.py``s and
 #: ``__main__.py`` are skipped by rule (an ``__init__`` with a function or class needs a file).
 NO_TEST_FILE = {
-    "data/storage.py": "deprecated re-export of rstn_core.io",
     **{f"data/phantom/{m}.py": "tested through the package in test_phantom.py"
        for m in ("anatomy", "body", "canvas", "geometry", "lookalikes", "pancreas", "render",
                  "tissues", "write")},
