@@ -18,7 +18,6 @@ import torch
 from rstn_core.algorithms.rounds import RSTNResult, TestSettings, first_stop, initial_mask
 from rstn_core.algorithms.rstn_model import RSTN, build_rstn
 from rstn_core.config import Config
-from rstn_core.crop import bbox
 from rstn_core.engine.device import autocast
 from rstn_core.engine.inference import (ViewCache, coarse_probability, fine_probability,
                                         prepare_net)
@@ -113,6 +112,15 @@ def train_rstn(cfg: Config, slices: SliceSet, run_dir, init_from=None, resume=Fa
     return model, run_training(spec, run_dir, resume, progress)
 
 
+def _box_region(boxes, like: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) mask, 1 inside each sample's box (none: all 0), for the contrast."""
+    region = torch.zeros_like(like[:, :1])
+    for b, box in enumerate(boxes):
+        if box is not None:
+            region[b, :, box.r0:box.r1, box.c0:box.c1] = 1
+    return region
+
+
 class ContrastLog:
     """Rows (iteration, channel, contrast in the box, contrast on the slice) of g during
     training, rewritten atomically as `saliency.csv`; on resume the rows of the iterations
@@ -130,11 +138,7 @@ class ContrastLog:
         self.rows = [r for r in self.rows if int(r.split(",")[0]) < i]
         with torch.no_grad():
             g = model.saliency.weights(p0.detach().float())
-            boxes = model.boxes(p0.detach(), y, ref)
-            region = torch.zeros_like(y[:, :1])
-            for b, box in enumerate(boxes):
-                if box is not None:
-                    region[b, :, box.r0:box.r1, box.c0:box.c1] = 1
+            region = _box_region(model.boxes(p0.detach(), y, ref), y)
             in_box = saliency_contrast(g, y, region)
             in_slice = saliency_contrast(g, y)
         for k in range(g.shape[1]):
@@ -275,10 +279,7 @@ def volume_contrast(models: RSTNModels, image: np.ndarray, label: np.ndarray,
             continue
         p = torch.from_numpy(np.ascontiguousarray(p_v[idx[keep]], dtype=np.float32))
         y = torch.from_numpy(np.ascontiguousarray(y_v[idx[keep]], dtype=np.float32))
-        region = torch.zeros_like(y[:, :1])
-        for b, j in enumerate(keep):
-            box = bbox(p_v[idx[j]] > 0.5, m.margin)
-            region[b, :, box.r0:box.r1, box.c0:box.c1] = 1
+        region = _box_region(m.boxes(p, None, "pred"), y)        # Crop[.; P(0)], K = m.margin
         g = m.saliency.eval().weights(p.to(next(m.saliency.parameters()).device)).cpu()
         out[v] = saliency_contrast(g, y, region).numpy()
     return out
