@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,15 +107,23 @@ class Lesson:
                                     "the repository (make them with tools/make_reference.py).")
         return load_method(cfg, method, 0)
 
-    def reference_case(self, k: int = 0):
+    def reference_case(self, k: int = 0, **knobs):
         """Test case k of fold 0 of the standard phantom, generated in memory (a few seconds;
-        no data set is written). Returns (case, label) with label the binary target."""
+        no data set is written). Returns (case, label) with label the binary target.
+
+        knobs: `PhantomConfig` fields to change (e.g. `target_scale=0.6`): the same patient
+        (same seed and case id) with that knob turned, as the difficulty dial needs."""
         cfg = self.reference_config()
         ids = list(range(cfg.n_cases))
         _, test_ids = fold_split(ids, 0, folds=make_folds(ids, cfg.folds))
         if not 0 <= k < len(test_ids):
             raise ValueError(f"reference_case: k must be in 0..{len(test_ids) - 1}, got {k}.")
-        case = make_case(phantom_preset(REFERENCE_SCALE), cfg.seed, test_ids[k])
+        preset = phantom_preset(REFERENCE_SCALE)
+        unknown = sorted(set(knobs) - {f.name for f in fields(preset)})
+        if unknown:
+            raise ValueError(f"reference_case: unknown phantom knob(s) {unknown}; the knobs are "
+                             f"the fields of PhantomConfig, e.g. target_scale, contrast.")
+        case = make_case(replace(preset, **knobs), cfg.seed, test_ids[k])
         return case, target_mask(case, cfg.target)
 
 

@@ -89,3 +89,15 @@ def test_set_repo_url_rewrites_config_and_notebooks(tmp_path):
         src = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
         assert f"git+{new}" in src and "rstn-book/rstn_core" not in src, nb.name
     assert tool.main(["not a url"], root=tmp_path) == 2
+
+
+def test_reference_case_turns_one_knob_on_the_same_patient(tree):
+    lesson = book.setup("smoke", "cpu", 0, 0, None, None, notebook="x")
+    small, y_small = lesson.reference_case(0, target_scale=0.6)
+    default, y = lesson.reference_case(0)
+    assert small.id == default.id and small.image.shape == default.image.shape
+    assert small.meta["pancreas_scale"] / 0.6 == pytest.approx(default.meta["pancreas_scale"],
+                                                                rel=0.01)
+    assert 0 < y_small.sum() < y.sum()
+    with pytest.raises(ValueError, match="unknown phantom knob"):
+        lesson.reference_case(0, size=2)
