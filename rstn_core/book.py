@@ -25,6 +25,7 @@ from IPython.display import Markdown, display
 from rstn_core.config import SCALES, Config, get_config
 from rstn_core.data import fold_split, make_folds, target_mask
 from rstn_core.data.phantom import make_case, phantom_preset
+from rstn_core.experiments.organs import organ_config
 from rstn_core.experiments.pipeline import load_method
 
 __all__ = ["Lesson", "setup", "book_root", "md_table", "md_table_text", "SMOKE_ENV",
@@ -97,10 +98,15 @@ class Lesson:
         return get_config(REFERENCE_SCALE, device=self.device, root=str(self.root),
                           run_root="reference")
 
-    def reference_nets(self, method: str):
+    def reference_nets(self, method: str, target: str | None = None):
         """The reference nets of fold 0 (`reference/standard/<method>/fold0`), loaded for
-        testing: StepwiseNets (method "stepwise") or RSTNModels ("rstn")."""
+        testing: StepwiseNets (method "stepwise") or RSTNModels ("rstn").
+
+        target: another organ's nets (`reference/organs/<target>/standard/<method>/fold0`,
+        the layout of `experiments.organs.organ_config`); default the pancreas."""
         cfg = self.reference_config()
+        if target is not None and target != cfg.target:
+            cfg = organ_config(cfg, target, root=str(Path(cfg.run_root) / "organs"))
         folder = cfg.path("run_root") / cfg.scale / method / "fold0"
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"no reference nets in {self.shown(folder)}; they ship with "

@@ -37,6 +37,18 @@ def half_weights(src: Path, dst: Path) -> dict:
             "bytes": dst.stat().st_size}
 
 
+def clean_paths(config_json: Path, scale: str) -> None:
+    """No machine paths in a shipped config: the run's own folders become the defaults, and a
+    data_root that is the scale's default phantom (`.../phantom_<scale>`) becomes None."""
+    if not config_json.is_file():
+        return
+    cfg = json.loads(config_json.read_text())
+    cfg["root"], cfg["run_root"] = ".", "runs"
+    if cfg.get("data_root") and Path(cfg["data_root"]).name == f"phantom_{scale}":
+        cfg["data_root"] = None
+    atomic_write_json(config_json, cfg)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_root", type=Path)
@@ -64,6 +76,7 @@ def main() -> None:
     for name in KEEP:
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
+    clean_paths(dst / "config.json", a.scale)
     for f in dst.rglob("*"):
         f.chmod(0o755 if f.is_dir() else 0o644)
     if (src / "test" / "results.json").is_file():

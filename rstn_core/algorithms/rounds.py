@@ -50,11 +50,37 @@ class FixedPointResult:
     def final(self) -> np.ndarray:
         return self.masks[self.stopped_at]
 
+    def confidence(self, t: int | None = None) -> np.ndarray:
+        r"""Z(t) as a map in [0, 1] that is > 0.5 exactly on Z(t), ordered by the views' mean
+        probability probs[t] (Algorithm 1 fuses by majority vote, so its mask and its mean
+        probability can disagree near 0.5). What a stepwise run stores and what the
+        multi-organ merge (`experiments.organs.merge_organs`) compares between organs.
+
+        .. math:: c(i) = \tfrac12 + \tfrac12 \bar P^{(t)}(i) \text{ on } Z^{(t)},
+                  \qquad c(i) = 0.499\, \bar P^{(t)}(i) \text{ elsewhere}
+
+        Args:
+            t: the round (default: the round the stop rule chose).
+        Shapes:
+            returns (X, Y, Z) float32.
+        """
+        t = self.stopped_at if t is None else t
+        if not 0 <= t < len(self.masks) or t >= len(self.probs):
+            raise ValueError(f"confidence: round t={t} was not recorded; this result holds "
+                             f"rounds 0..{min(len(self.masks), len(self.probs)) - 1}.")
+        mean_p = np.asarray(self.probs[t], np.float32)
+        return np.where(self.masks[t], 0.5 + 0.5 * mean_p, 0.499 * mean_p).astype(np.float32)
+
 
 @dataclass
 class RSTNResult(FixedPointResult):
     """Every round of Algorithm 2: probs[t] = P(t) (fused, float16 copies), masks[t] = Z(t),
     d[t-1] = DSC(Z(t-1), Z(t))."""
+
+    def confidence(self, t: int | None = None) -> np.ndarray:
+        """P(t) itself (Z(t) = I[P(t) > 0.5]); default t: the round the stop rule chose."""
+        t = self.stopped_at if t is None else t
+        return np.asarray(self.probs[t], np.float32)
 
 
 def first_stop(d, threshold: float | None, T: int) -> int:

@@ -357,14 +357,12 @@ def test_fold(cfg: Config, method: str, fold: int, progress=True, tag: str = "",
         if method == "stepwise":
             row, res = evaluate_stepwise_case(image, label, models, cfg.test.max_rounds,
                                               spacing=case.spacing)
-            t = row["stop"]["0.95"]["iterations"]
-            conf = np.asarray(res.probs[t], np.float32)     # the views' mean probability
             # > 0.5 exactly on Z(t), ordered by confidence (organs.merge_organs breaks ties)
-            final = np.where(res.masks[t], 0.5 + 0.5 * conf, 0.499 * conf)
+            final = res.confidence(row["stop"]["0.95"]["iterations"])
         else:
             row, res = evaluate_rstn_case(image, label, models, cfg.test.max_rounds,
                                           cfg.test.thr, spacing=case.spacing)
-            final = np.asarray(res.probs[row["stop"]["0.99"]["iterations"]], np.float32)
+            final = res.confidence(row["stop"]["0.99"]["iterations"])
         times.append(time.perf_counter() - t0)
         atomic_savez(folder / test_dir / "probs" / f"{ref.id}.npz",
                      prob=np.round(final * 255).astype(np.uint8))
