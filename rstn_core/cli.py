@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import json
 import re
 import shutil
 import subprocess
@@ -48,6 +49,7 @@ from rstn_core.experiments.fold_runner import run_folds
 from rstn_core.experiments.pipeline import main_job, test_fold, train_fold
 from rstn_core.experiments.predict import add_arguments as add_predict_arguments
 from rstn_core.experiments.predict import run as run_predict
+from rstn_core.experiments.breakdown import breakdown_table
 from rstn_core.experiments.report import compare_runs, fold_table, report
 from rstn_core.experiments.unet3d import test_unet3d, train_unet3d
 from rstn_core.io import read_json
@@ -182,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "0.95, 0.99 or best (default: 0.95 for stepwise, 0.99 for RSTN)")
     p.add_argument("--b-stop", default=None, type=_stop_rule,
                    help="stop rule of B (default as for A)")
+    p.add_argument("--breakdown", metavar="DATA", default=None,
+                   help="also where they differ: DSC on the organ's end slices and core, false "
+                        "positives on look-alikes, from the stored predictions and the data set "
+                        "DATA the runs were tested on")
 
     p = sub.add_parser("figures", help="the result figures (convergence, context case, "
                        "saliency maps) of finished runs, as PNG files")
@@ -356,12 +362,20 @@ def _cmd_report(args):
 
 
 def _cmd_compare(args):
+    if args.breakdown and not Path(args.breakdown).is_dir():
+        raise FileNotFoundError(f"--breakdown {args.breakdown}: no such data set folder; give "
+                                "the data the runs were tested on, e.g. data/phantom_standard.")
     for run in (args.a, args.b):
         if not Path(run).is_dir():
             raise FileNotFoundError(f"run folder {run} not found; give a method's run folder, "
                                     "e.g. runs/standard/rstn.")
         _check_results(Path(run).glob("fold*/test*/results.json"))
     print(compare_runs(args.a, args.b, args.a_stop, args.b_stop))
+    if args.breakdown:
+        target = json.loads(next(Path(args.a).glob("fold*/test/results.json")).read_text()
+                            ).get("target", "pancreas")
+        print()
+        print(breakdown_table({args.a: args.a, args.b: args.b}, args.breakdown, target))
 
 
 def _cmd_figures(args):

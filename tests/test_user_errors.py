@@ -261,6 +261,9 @@ KINDS = [
      ["results.json", "not valid JSON", "rerun `rstn test`"]),
     ("compare: folder missing", lambda t, d: ["compare", t / "a", t / "b"],
      ["run folder", "not found"]),
+    ("compare: breakdown data missing", lambda t, d: ["compare", t, t, "--breakdown",
+                                                      t / "nodata"],
+     ["--breakdown", "nodata", "no such data set folder"]),
     ("compare: results.json malformed", lambda t, d: [
         "compare", results(t, "[1,").parent / "runs/smoke/stepwise", t],
      ["results.json", "not valid JSON"]),

@@ -151,7 +151,7 @@ def compare_runs(a_run, b_run, a_stop: str | None = None, b_stop: str | None = N
     (a, ma), (b, mb) = _run_rows(a_run), _run_rows(b_run)
     rule = {"stepwise": "0.95", "rstn": "0.99", "unet3d": "0.99"}   # unet3d: one pass
     a_stop, b_stop = a_stop or rule[ma], b_stop or rule[mb]
-    op = {"stepwise": ">", "rstn": "≥"}
+    op = {"stepwise": ">", "rstn": ">"}          # both stop rules are strict (d(t) > thr)
 
     def name(run, m, stop):
         return f"{run} (one pass)" if m == "unet3d" else f"{run} (d {op[m]} {stop})"
