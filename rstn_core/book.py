@@ -25,6 +25,7 @@ from IPython.display import Markdown, display
 from rstn_core.config import SCALES, Config, get_config
 from rstn_core.data import fold_split, make_folds, target_mask
 from rstn_core.data.phantom import make_case, phantom_preset
+from rstn_core.experiments import unet3d
 from rstn_core.experiments.organs import organ_config
 from rstn_core.experiments.pipeline import load_method
 
@@ -100,7 +101,8 @@ class Lesson:
 
     def reference_nets(self, method: str, target: str | None = None):
         """The reference nets of fold 0 (`reference/standard/<method>/fold0`), loaded for
-        testing: StepwiseNets (method "stepwise") or RSTNModels ("rstn").
+        testing: StepwiseNets (method "stepwise"), RSTNModels ("rstn") or the 3D U-Net
+        ("unet3d", a torch module for `experiments.unet3d.predict_volume`).
 
         target: another organ's nets (`reference/organs/<target>/standard/<method>/fold0`,
         the layout of `experiments.organs.organ_config`); default the pancreas."""
@@ -111,6 +113,8 @@ class Lesson:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"no reference nets in {self.shown(folder)}; they ship with "
                                     "the repository (make them with tools/make_reference.py).")
+        if method == unet3d.METHOD:                  # the 3D peer (MONAI, imported lazily)
+            return unet3d.load_unet3d(cfg, 0)
         return load_method(cfg, method, 0)
 
     def reference_case(self, k: int = 0, **knobs):

@@ -23,7 +23,7 @@ import torch
 from rstn_core.io import atomic_torch_save, atomic_write_json, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-KEEP = ("config.json", "train.json", "loss.csv", "saliency.csv")
+KEEP = ("config.json", "train.json", "loss.csv", "saliency.csv", "unet3d.json")
 
 
 def half_weights(src: Path, dst: Path) -> dict:
@@ -37,23 +37,20 @@ def half_weights(src: Path, dst: Path) -> dict:
             "bytes": dst.stat().st_size}
 
 
-def clean_paths(config_json: Path, scale: str) -> None:
+def clean_paths(cfg: dict, scale: str) -> dict:
     """No machine paths in a shipped config: the run's own folders become the defaults, and a
     data_root that is the scale's default phantom (`.../phantom_<scale>`) becomes None."""
-    if not config_json.is_file():
-        return
-    cfg = json.loads(config_json.read_text())
-    cfg["root"], cfg["run_root"] = ".", "runs"
+    cfg = dict(cfg, root=".", run_root="runs")
     if cfg.get("data_root") and Path(cfg["data_root"]).name == f"phantom_{scale}":
         cfg["data_root"] = None
-    atomic_write_json(config_json, cfg)
+    return cfg
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_root", type=Path)
     p.add_argument("--scale", default="standard")
-    p.add_argument("--method", required=True, choices=("stepwise", "rstn"))
+    p.add_argument("--method", required=True, choices=("stepwise", "rstn", "unet3d"))
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--tag", default="", help="the run's tag (folder <method>-<tag>)")
     p.add_argument("--command", required=True, help="the command that trained the fold")
@@ -67,22 +64,27 @@ def main() -> None:
     if dst.exists():
         shutil.rmtree(dst)
     nets = []
-    for final in sorted(src.glob("*/checkpoint_final.pt")):
-        (dst / final.parent.name).mkdir(parents=True, exist_ok=True)
-        nets.append(half_weights(final, dst / final.parent.name / "checkpoint_final.pt"))
+    for final in sorted(src.glob("*/checkpoint_final.pt")) + sorted(src.glob("checkpoint_final.pt")):
+        net = dst / final.parent.relative_to(src)              # a view's net, or the fold's one
+        net.mkdir(parents=True, exist_ok=True)
+        nets.append(half_weights(final, net / "checkpoint_final.pt"))
         for name in KEEP:
             if (final.parent / name).is_file():
-                shutil.copy2(final.parent / name, dst / final.parent.name / name)
+                shutil.copy2(final.parent / name, net / name)
     for name in KEEP:
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
-    clean_paths(dst / "config.json", a.scale)
+    if (dst / "config.json").is_file():
+        atomic_write_json(dst / "config.json",
+                          clean_paths(json.loads((dst / "config.json").read_text()), a.scale))
     for f in dst.rglob("*"):
         f.chmod(0o755 if f.is_dir() else 0o644)
     if (src / "test" / "results.json").is_file():
         (dst / "test").mkdir(parents=True, exist_ok=True)
         res = json.loads((src / "test" / "results.json").read_text())
         res.pop("path", None)
+        if "config" in res:
+            res["config"] = clean_paths(res["config"], a.scale)
         atomic_write_json(dst / "test" / "results.json", res)
     commit = a.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT,
                                         capture_output=True, text=True).stdout.strip()

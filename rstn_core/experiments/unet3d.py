@@ -50,8 +50,8 @@ from rstn_core.metrics import dsc
 from rstn_core.views import window, window_uint8
 
 __all__ = ["METHOD", "UNet3DSettings", "SETTINGS", "settings_for", "build_unet3d",
-           "sample_patches", "predict_volume", "case_row", "count_cost", "fair_iterations",
-           "train_unet3d", "test_unet3d", "MISSING_MONAI"]
+           "sample_patches", "predict_volume", "load_unet3d", "case_row", "count_cost",
+           "fair_iterations", "train_unet3d", "test_unet3d", "MISSING_MONAI"]
 
 METHOD = "unet3d"
 MISSING_MONAI = ("method unet3d needs MONAI, an optional dependency: install it with "
@@ -304,6 +304,19 @@ def train_unet3d(cfg: Config, fold: int, resume: bool = False, progress: bool = 
     return {METHOD: stats}
 
 
+def load_unet3d(cfg: Config, fold: int, settings: UNet3DSettings | None = None
+                ) -> torch.nn.Module:
+    """The trained 3D U-Net of a fold run (float32, on cfg.device), ready for
+    `predict_volume`; the run's unet3d.json must match the settings."""
+    s = settings or settings_for(cfg.scale)
+    folder = fold_dir(cfg, METHOD, fold)
+    if not (folder / FINAL).is_file():
+        raise FileNotFoundError(f"no trained 3D U-Net in {folder}; run `rstn train --method "
+                                f"unet3d --fold {fold} --scale {cfg.scale}` first.")
+    _check_settings(s, folder)
+    return load_final(folder, build_unet3d(s, cfg.device)).float()
+
+
 def test_unet3d(cfg: Config, fold: int, progress: bool = True,
                 settings: UNet3DSettings | None = None) -> dict:
     """Test one fold's 3D U-Net on its test cases; write test/results.json in the format of
@@ -314,12 +327,8 @@ def test_unet3d(cfg: Config, fold: int, progress: bool = True,
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     folder = fold_dir(cfg, METHOD, fold)
-    if not (folder / FINAL).is_file():
-        raise FileNotFoundError(f"no trained 3D U-Net in {folder}; run `rstn train --method "
-                                f"unet3d --fold {fold} --scale {cfg.scale}` first.")
-    _check_settings(s, folder)
+    model = load_unet3d(cfg, fold, s)
     _, test_refs = fold_cases(cfg, fold, progress)
-    model = load_final(folder, build_unet3d(s, cfg.device)).float()
     rows, times, shape = [], [], None
     for ref in tqdm(test_refs, desc=f"test {cfg.target} unet3d fold {fold}",
                     disable=not progress):
