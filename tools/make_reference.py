@@ -100,7 +100,7 @@ def main() -> None:
         "weights": "float16, weights only (load with torch.load(weights_only=True))",
     })
     total = sum(n["bytes"] for n in nets)
-    print(f"{dst.relative_to(ROOT)}: {len(nets)} nets, {total / 1e6:.1f} MB")
+    print(f"{dst.resolve().relative_to(ROOT)}: {len(nets)} nets, {total / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":
