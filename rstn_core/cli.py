@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this scale (default: every scale found)")
     p.add_argument("--book", default="book/results_generated.md",
                    help="markdown file for the book's results page")
+    p.add_argument("--equal-work", default=None, metavar="RUN",
+                   help="run folder of stepwise nets trained as long as RSTN (e.g. "
+                        "runs_long/standard/stepwise): RSTN is compared with them too")
 
     p = sub.add_parser("compare", help="paired comparison of two runs on their common cases")
     p.add_argument("a", help="a method's run folder, e.g. runs/standard/rstn")
@@ -355,7 +358,12 @@ def _cmd_report(args):
         raise FileNotFoundError(f"run root {args.runs} not found; give the --runs folder that "
                                 "`rstn train`/`rstn test` wrote (default: runs).")
     _check_results(Path(args.runs).glob("*/*/fold*/test*/results.json"))
-    text = report(args.runs, scale=args.scale, book_path=args.book)
+    if args.equal_work:
+        if not Path(args.equal_work).is_dir():
+            raise FileNotFoundError(f"--equal-work {args.equal_work} not found; give a stepwise "
+                                    "run folder, e.g. runs_long/standard/stepwise.")
+        _check_results(Path(args.equal_work).glob("fold*/test*/results.json"))
+    text = report(args.runs, scale=args.scale, book_path=args.book, equal_work=args.equal_work)
     if text.startswith("no results under"):
         raise RstnError(text)
     print(text)

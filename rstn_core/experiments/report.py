@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rstn_core.experiments.papers import beside_papers
 from rstn_core.io import atomic_write_text
 from rstn_core.metrics import format_summary, paired_comparison, summarize
 
@@ -227,13 +228,19 @@ def fold_table(res: dict) -> str:
             f"{len(rows)} test cases · {res.get('seconds_per_case', 0):.1f} s per case")
     surf = surface_table({res["method"]: rows},
                          {res["method"]: ["0.90", "0.95", "0.99", "best"]})
-    return head + "\n\n" + miccai_table(rows, strict=res["method"] == "stepwise") + "\n\n" + \
+    return head + "\n\n" + miccai_table(rows) + "\n\n" + \
         _views_and_pp(rows) + (f"\n\n{surf}" if surf else "")
 
 
-def report(run_root="runs", scale: str | None = None, book_path=None) -> str:
-    """All tables from every fold found under `run_root`; optionally the book page too."""
+def report(run_root="runs", scale: str | None = None, book_path=None,
+           equal_work=None) -> str:
+    """All tables from every fold found under `run_root`; optionally the book page too.
+
+    equal_work: the run folder of stepwise nets trained for as long as RSTN (e.g.
+    runs_long/standard/stepwise): RSTN is compared with them too, and they are the I nets of
+    the papers' I/J table."""
     groups = collect(run_root, scale)
+    ew_rows = _run_rows(equal_work)[0] if equal_work else None
     if not groups:
         return f"no results under {run_root}; run `rstn test --method ... --fold K` first."
     parts = []
@@ -277,6 +284,17 @@ def report(run_root="runs", scale: str | None = None, book_path=None) -> str:
                 for name, rows in rstns.items():
                     parts.append(f"### Paired comparison: {name} vs stepwise\n\n"
                                  + comparison_table(rows, step, a_name=name) + "\n")
+            if ew_rows:
+                for name, rows in rstns.items():
+                    parts.append(f"### Paired comparison at equal work: {name} vs stepwise "
+                                 "trained as long\n\n" + comparison_table(
+                                     rows, ew_rows, a_name=name,
+                                     b_name="stepwise, equal work (d > 0.95)",
+                                     coarse_name="coarse J_C vs I_C (equal work)") + "\n")
+        if step and rstns:
+            by_variant = {k[2]: v for k, v in groups.items() if k[0] == sc and k[1] == "rstn"}
+            main = "3x3" if "3x3" in by_variant else next(iter(by_variant))
+            parts.append(beside_papers(step, by_variant, main, ew_rows))
     text = "\n".join(parts)
     if book_path:
         atomic_write_text(book_path, "<!-- written by `rstn report`; do not edit -->\n\n" + text)
