@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rstn_core.metrics import paired_comparison
+from rstn_core.metrics import format_summary, paired_comparison, summarize
 
 __all__ = ["MICCAI_VIEWS", "MICCAI_ALGORITHM1", "MICCAI_CONVERGENCE", "CVPR_VARIANTS",
            "CVPR_CASES", "CVPR_PIPELINES", "CVPR_CONVERGENCE", "ORACLES", "beside_papers"]
@@ -69,12 +69,12 @@ NBSP = "&nbsp;±&nbsp;"
 
 def _ms(values, full: bool = False) -> str:
     """mean ± std in % (and max, min) of DSC values in [0, 1]; "—" when there are none."""
-    v = 100 * np.asarray([x for x in values if x is not None], float)
-    if v.size == 0:
+    v = [x for x in values if x is not None]
+    if not v:
         return "—"
-    std = v.std(ddof=1) if v.size > 1 else 0.0
-    text = f"{v.mean():.2f}{NBSP}{std:.2f}"
-    return text + (f" (max {v.max():.2f}, min {v.min():.2f})" if full else "")
+    s = summarize(v)
+    text = format_summary(s).replace(" ± ", NBSP)
+    return text + (f" (max {100 * s['max']:.2f}, min {100 * s['min']:.2f})" if full else "")
 
 
 def _paper(mean, std, *rest) -> str:
